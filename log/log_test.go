@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -377,15 +378,33 @@ func TestRetention(t *testing.T) {
 		l := openTestLog(t, opts)
 		mustAppend(t, l, makeEntries(1, 200, 300))
 		before := l.Size()
-		n, err := l.ApplyRetention()
+		n, err := l.ApplyRetention(math.MaxUint64)
 		if err != nil || n == 0 {
 			t.Fatalf("ApplyRetention = %d, %v", n, err)
 		}
 		if size := l.Size(); size < opts.RetentionBytes || size >= opts.RetentionBytes+MinSegmentBytes || size >= before {
 			t.Fatalf("size %d after retention of %d bytes (was %d)", size, opts.RetentionBytes, before)
 		}
-		if n, _ := l.ApplyRetention(); n != 0 {
+		if n, _ := l.ApplyRetention(math.MaxUint64); n != 0 {
 			t.Fatalf("second ApplyRetention removed %d more", n)
+		}
+	})
+	t.Run("never past keepFrom", func(t *testing.T) {
+		opts := Options{SegmentBytes: MinSegmentBytes, RetentionBytes: 1}
+		l := openTestLog(t, opts)
+		mustAppend(t, l, makeEntries(1, 200, 300))
+		if _, err := l.ApplyRetention(60); err != nil {
+			t.Fatal(err)
+		}
+		if first := l.FirstIndex(); first > 60 || first < 40 {
+			t.Fatalf("first index %d after retention kept from 60", first)
+		}
+		for i := l.FirstIndex(); i <= 200; i++ {
+			base, count, err := l.EntryOffsets(i)
+			e, rerr := l.Read(i)
+			if err != nil || rerr != nil || base != e.BaseOffset || count != e.Count {
+				t.Fatalf("EntryOffsets(%d) = %d, %d, %v; entry has %d, %d (%v)", i, base, count, err, e.BaseOffset, e.Count, rerr)
+			}
 		}
 	})
 	t.Run("by age", func(t *testing.T) {
@@ -404,7 +423,7 @@ func TestRetention(t *testing.T) {
 			recent[i].Timestamp = clock.Now().UnixMilli()
 		}
 		mustAppend(t, l, recent)
-		if _, err := l.ApplyRetention(); err != nil {
+		if _, err := l.ApplyRetention(math.MaxUint64); err != nil {
 			t.Fatal(err)
 		}
 		// Every old segment goes; the one where old meets recent stays.

@@ -55,6 +55,19 @@ func checkFrame(b []byte, file string, pos int64, index uint64) (Entry, error) {
 	return e, nil
 }
 
+// EntryOffsets returns the base offset and record count of entry index,
+// from its index slot, without reading the store.
+func (l *Log) EntryOffsets(index uint64) (baseOffset uint64, count uint32, err error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s, err := l.segmentForLocked(index)
+	if err != nil {
+		return 0, 0, err
+	}
+	sl := s.slot(index)
+	return sl.baseOffset, sl.count, nil
+}
+
 // IndexForOffset returns the index of the entry that holds record offset,
 // or LastIndex()+1 when offset is the next offset to be written. An offset
 // below FirstOffset or above NextOffset is ErrOutOfRange.

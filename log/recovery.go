@@ -208,11 +208,13 @@ func (s *segment) verifyFrame(sl slot, index uint64) error {
 	if _, err := s.store.ReadAt(buf, int64(sl.pos)); err != nil {
 		return err
 	}
-	e, _, err := DecodeFrame(buf)
+	e, n, err := DecodeFrame(buf)
 	if err != nil {
 		return err
 	}
-	if e.Index != index || e.BaseOffset != sl.baseOffset || e.Count != sl.count {
+	// A stale slot can point at the start of a newer, shorter frame of the
+	// same entry (after a truncation and rewrite): the size must match too.
+	if n != int(sl.size) || e.Index != index || e.BaseOffset != sl.baseOffset || e.Count != sl.count {
 		return errors.New("frame does not match its index slot")
 	}
 	return nil

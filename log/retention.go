@@ -3,12 +3,14 @@ package log
 // ApplyRetention deletes the oldest sealed segments that retention no longer
 // wants: those whose newest entry is older than RetentionAge, and those the
 // log can do without while staying at least RetentionBytes large. It returns
-// how many segments it removed. The active segment is never removed.
+// how many segments it removed. The active segment is never removed, nor
+// any segment holding an entry at or after keepFrom: the layer above passes
+// its commit point, so retention never removes what Raft may still change.
 //
 // A segment's age is taken from the larger of its running maximum entry
 // timestamp and its creation time, so a segment of entries without
 // timestamps still ages.
-func (l *Log) ApplyRetention() (int, error) {
+func (l *Log) ApplyRetention(keepFrom uint64) (int, error) {
 	o := &l.opts
 	now := o.Now().UnixMilli()
 	var total int64
@@ -21,7 +23,7 @@ func (l *Log) ApplyRetention() (int, error) {
 		newest := max(s.maxTimestamp(0), s.createdAt)
 		expired := o.RetentionAge > 0 && now-newest > o.RetentionAge.Milliseconds()
 		oversize := o.RetentionBytes > 0 && total-removedBytes-s.size.Load() >= o.RetentionBytes
-		return expired || oversize
+		return s.lastIndex() < keepFrom && (expired || oversize)
 	})
 }
 
