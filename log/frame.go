@@ -52,11 +52,12 @@ func putFrameHeader(frame []byte, e *Entry) {
 // Frame decoding problems. A torn frame is one that a crash can explain
 // (the bytes simply stop); an invalid one cannot.
 var (
-	errShortFrame   = errors.New("short frame")
-	errFrameLength  = errors.New("frame length out of range")
-	errFrameCRC     = errors.New("frame checksum mismatch")
-	errFrameVersion = errors.New("unknown frame version")
-	errFrameType    = errors.New("unknown entry type")
+	errShortFrame    = errors.New("short frame")
+	errFrameLength   = errors.New("frame length out of range")
+	errFrameCRC      = errors.New("frame checksum mismatch")
+	errFrameVersion  = errors.New("unknown frame version")
+	errFrameType     = errors.New("unknown entry type")
+	errFrameReserved = errors.New("reserved frame bytes are not zero")
 )
 
 // frameLength reads the total size of the frame that starts with header
@@ -82,6 +83,9 @@ func DecodeFrame(b []byte) (Entry, int, error) {
 	frame := b[:size]
 	if frame[8] != frameVersion {
 		return Entry{}, 0, errFrameVersion
+	}
+	if frame[10] != 0 || frame[11] != 0 {
+		return Entry{}, 0, errFrameReserved
 	}
 	if crc32.Checksum(frame[8:], crcTable) != binary.BigEndian.Uint32(frame[4:8]) {
 		return Entry{}, 0, errFrameCRC

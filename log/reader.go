@@ -25,7 +25,11 @@ func (l *Log) Read(index uint64) (Entry, error) {
 	if _, err := s.store.ReadAt(buf, int64(sl.pos)); err != nil {
 		return Entry{}, fmt.Errorf("weir/log: read %s: %w", s.storePath, err)
 	}
-	return checkFrame(buf, s.storePath, int64(sl.pos), index)
+	e, err := checkFrame(buf, s.storePath, int64(sl.pos), index)
+	if err == nil && frameSize(len(e.Payload)) != int(sl.size) {
+		err = corruptf(s.storePath, int64(sl.pos), "frame of %d bytes, index says %d", frameSize(len(e.Payload)), sl.size)
+	}
+	return e, err
 }
 
 // segmentForLocked returns the segment holding index, or why there is none.

@@ -224,7 +224,9 @@ func (s *segment) verifyFrame(sl slot, index uint64) error {
 // for each valid one from slot n on. It stops at the first frame that is
 // short or invalid and returns the number of slots and where it stopped.
 func (s *segment) scanStore(n int64, x expectation, storeSize int64) (int64, int64, error) {
-	r := bufio.NewReaderSize(io.NewSectionReader(s.store, x.pos, storeSize-x.pos), 1<<20)
+	// A read buffer no larger than what is left to scan: most tails are short.
+	bufSize := int(min(1<<20, max(storeSize-x.pos, 16)))
+	r := bufio.NewReaderSize(io.NewSectionReader(s.store, x.pos, storeSize-x.pos), bufSize)
 	header := make([]byte, frameHeaderSize)
 	var frame []byte
 	for x.pos < storeSize && n < s.index.capacity() {

@@ -121,10 +121,10 @@ func createSegment(dir string, h segmentHeader, opts *Options) (*segment, error)
 	if _, err := f.Write(h.encode()); err != nil {
 		return fail(fmt.Errorf("write segment header %s: %w", tmp, err))
 	}
-	if opts.Fsync != FsyncNever {
-		if err := fdatasync(f); err != nil {
-			return fail(fmt.Errorf("sync segment header %s: %w", tmp, err))
-		}
+	// Synced whatever the policy (once per segment): after a power cut the
+	// store either is missing or has its whole header.
+	if err := fdatasync(f); err != nil {
+		return fail(fmt.Errorf("sync segment header %s: %w", tmp, err))
 	}
 	if err := os.Rename(tmp, storePath); err != nil {
 		return fail(fmt.Errorf("create segment: %w", err))
