@@ -25,7 +25,7 @@ FUZZTIME  ?= 15s
 
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test vet testrace bench fuzz lint soak fmt clean help
+.PHONY: build run test vet testrace bench fuzz lint soak fmt verify clean help
 
 ## build: compile bin/weir, stamped with VERSION.
 build:
@@ -88,6 +88,19 @@ fmt:
 	if [[ -n "$$files" ]]; then \
 		echo "not gofmt-formatted (run gofmt -w):"; echo "$$files"; exit 1; \
 	fi
+
+## verify: fail if generated code is stale (protocol/messages_gen.go and the rest).
+# Regenerates into a temporary directory and compares: the protocol codec and
+# test codec, and the message tables of PROTOCOL.md, all from
+# protocol/messages.def (`go generate ./protocol` rewrites them in place).
+verify:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) run ./protocol/internal/gen -out "$$tmp"; \
+	stale=0; \
+	for f in protocol/messages_gen.go protocol/versioned_gen_test.go PROTOCOL.md; do \
+		if ! diff -u "$$f" "$$tmp/$$(basename "$$f")"; then stale=1; fi; \
+	done; \
+	if ((stale)); then echo "generated files are stale: run go generate ./protocol"; exit 1; fi
 
 ## help: list these targets.
 help:
