@@ -7,6 +7,21 @@ import (
 	"testing"
 )
 
+// benchDir is where benchmarks write: WEIR_BENCH_DIR if set (a tmpfs such
+// as /dev/shm takes the disk out and leaves the CPU cost), else a temporary
+// directory on the default file system.
+func benchDir(b *testing.B) string {
+	if root := os.Getenv("WEIR_BENCH_DIR"); root != "" {
+		dir, err := os.MkdirTemp(root, "weir-bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	return b.TempDir()
+}
+
 // benchBatch returns the entries of one Append: one entry, or as many as
 // fill 64 KiB of payload.
 func benchBatch(payloadSize, batchBytes int) []Entry {
@@ -47,7 +62,7 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 func benchAppendLog(b *testing.B, size, batchBytes int, policy FsyncPolicy) {
-	l, err := Open(b.TempDir(), Options{Fsync: policy})
+	l, err := Open(benchDir(b), Options{Fsync: policy})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +85,7 @@ func benchAppendLog(b *testing.B, size, batchBytes int, policy FsyncPolicy) {
 }
 
 func benchAppendRaw(b *testing.B, size, batchBytes int, policy FsyncPolicy) {
-	f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+	f, err := os.Create(filepath.Join(benchDir(b), "raw"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,270 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"weir/internal/raftlog"
+)
+
+// ControllerConfig configures this node's member of the metadata Raft group.
+type ControllerConfig struct {
+	NodeID    NodeID
+	Dir       string         // holds meta.db and snapshots/
+	Transport raft.Transport // not closed by the controller
+	// Peers bootstraps the group when it has no state yet (the first node
+	// alone, or the nodes of a new cluster).
+	Peers []raft.Server
+	// Raft timing; defaults as in package partition.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	Logger                                                *slog.Logger
+}
+
+// Controller is this node's view of the cluster metadata, kept by the
+// metadata Raft group. Every node holds all of it; changes go through the
+// group's leader (the controller).
+type Controller struct {
+	cfg    ControllerConfig
+	logger *slog.Logger
+	store  *raftboltdb.BoltStore
+	raft   *raft.Raft
+
+	meta atomic.Pointer[Metadata]
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced at each change
+}
+
+// OpenController opens (or creates) the metadata group's member in cfg.Dir.
+func OpenController(cfg ControllerConfig) (*Controller, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = 500 * time.Millisecond
+	}
+	if cfg.LeaderLeaseTimeout == 0 {
+		cfg.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("weir/cluster: %w", err)
+	}
+	c := &Controller{cfg: cfg, logger: cfg.Logger, changed: make(chan struct{})}
+	c.meta.Store(newMetadata())
+	var err error
+	if c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "meta.db")}); err != nil {
+		return nil, fmt.Errorf("weir/cluster: metadata store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(filepath.Join(cfg.Dir, "snapshots"), 2, io.Discard)
+	if err != nil {
+		c.store.Close()
+		return nil, fmt.Errorf("weir/cluster: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(fmt.Sprint(cfg.NodeID))
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout
+	rc.Logger = raftlog.New(c.logger, "metadata-raft")
+	if len(cfg.Peers) > 0 {
+		exists, err := raft.HasExistingState(c.store, c.store, snaps)
+		if err == nil && !exists {
+			err = raft.BootstrapCluster(rc, c.store, c.store, snaps, cfg.Transport, raft.Configuration{Servers: cfg.Peers})
+		}
+		if err != nil {
+			c.store.Close()
+			return nil, fmt.Errorf("weir/cluster: bootstrap: %w", err)
+		}
+	}
+	if c.raft, err = raft.NewRaft(rc, (*controllerFSM)(c), c.store, c.store, snaps, cfg.Transport); err != nil {
+		c.store.Close()
+		return nil, fmt.Errorf("weir/cluster: start metadata raft: %w", err)
+	}
+	return c, nil
+}
+
+// Close stops the metadata group's member.
+func (c *Controller) Close() error {
+	err := c.raft.Shutdown().Error()
+	if cerr := c.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Metadata returns the current metadata. Do not modify it.
+func (c *Controller) Metadata() *Metadata { return c.meta.Load() }
+
+// Changed returns a channel closed at the next change of the metadata.
+func (c *Controller) Changed() <-chan struct{} {
+	c.changedMu.Lock()
+	defer c.changedMu.Unlock()
+	return c.changed
+}
+
+// IsLeader reports whether this node is the controller.
+func (c *Controller) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// LeaderID is the controller's node id, or 0 when unknown.
+func (c *Controller) LeaderID() NodeID {
+	_, id := c.raft.LeaderWithID()
+	var n NodeID
+	fmt.Sscan(string(id), &n)
+	return n
+}
+
+// Raft is the metadata group's Raft node, for membership changes.
+func (c *Controller) Raft() *raft.Raft { return c.raft }
+
+// WaitLeader waits until the group has a leader.
+func (c *Controller) WaitLeader(ctx context.Context) error {
+	for c.LeaderID() == 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("weir/cluster: no metadata leader: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// RegisterNode records a node and its addresses.
+func (c *Controller) RegisterNode(ctx context.Context, n Node) error {
+	return c.propose(ctx, &command{Op: opRegisterNode, Node: &n})
+}
+
+// CreateTopic creates a topic with the given partitions, replication factor
+// and settings (keys as in TopicConfigKeys).
+func (c *Controller) CreateTopic(ctx context.Context, name string, partitions, replicas int, configs map[string]*string) error {
+	cmd := &command{Op: opCreateTopic, Topic: name, Partitions: partitions, Replicas: replicas, Configs: configs}
+	// Check here first for a clear error without a trip through Raft; the
+	// FSM checks again, deterministically, against the metadata it applies to.
+	if _, err := c.Metadata().apply(0, cmd); err != nil {
+		return err
+	}
+	return c.propose(ctx, cmd)
+}
+
+// DeleteTopic deletes a topic.
+func (c *Controller) DeleteTopic(ctx context.Context, name string) error {
+	return c.propose(ctx, &command{Op: opDeleteTopic, Topic: name})
+}
+
+// AlterTopicConfig changes a topic's settings; a nil value resets a key.
+func (c *Controller) AlterTopicConfig(ctx context.Context, name string, changes map[string]*string) error {
+	return c.propose(ctx, &command{Op: opAlterConfig, Topic: name, Configs: changes})
+}
+
+// AllocateProducerID hands out a producer id no other producer of the
+// cluster has had, before or after a restart.
+func (c *Controller) AllocateProducerID(ctx context.Context) (int64, error) {
+	res, err := c.proposeResult(ctx, &command{Op: opAllocProducerID})
+	if err != nil {
+		return 0, err
+	}
+	return res.(int64), nil
+}
+
+// propose runs cmd through the metadata group and returns the FSM's verdict.
+func (c *Controller) propose(ctx context.Context, cmd *command) error {
+	_, err := c.proposeResult(ctx, cmd)
+	return err
+}
+
+// proposeResult runs cmd through the metadata group and returns what the
+// FSM returned for it: an error, or the command's result.
+func (c *Controller) proposeResult(ctx context.Context, cmd *command) (any, error) {
+	if !c.IsLeader() {
+		return nil, ErrNotController
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := c.raft.Apply(encodeCommand(cmd), timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, ErrNotController
+		}
+		return nil, fmt.Errorf("weir/cluster: %w", err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+func (c *Controller) publish(m *Metadata) {
+	c.meta.Store(m)
+	c.changedMu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.changedMu.Unlock()
+}
+
+// controllerFSM applies metadata commands.
+type controllerFSM Controller
+
+func (f *controllerFSM) Apply(l *raft.Log) any {
+	c := (*Controller)(f)
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	var cmd command
+	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		return fmt.Errorf("weir/cluster: bad metadata command at %d: %w", l.Index, err)
+	}
+	prev := c.meta.Load()
+	next, err := prev.apply(l.Index, &cmd)
+	if err != nil {
+		return err
+	}
+	c.publish(next)
+	if cmd.Op == opAllocProducerID {
+		return prev.NextProducerID
+	}
+	return nil
+}
+
+func (f *controllerFSM) Snapshot() (raft.FSMSnapshot, error) {
+	b, err := json.Marshal((*Controller)(f).meta.Load())
+	if err != nil {
+		return nil, err
+	}
+	return metadataSnapshot(b), nil
+}
+
+func (f *controllerFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	m := newMetadata()
+	if err := json.NewDecoder(rc).Decode(m); err != nil {
+		return fmt.Errorf("weir/cluster: restore metadata: %w", err)
+	}
+	(*Controller)(f).publish(m)
+	return nil
+}
+
+type metadataSnapshot []byte
+
+func (s metadataSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s metadataSnapshot) Release() {}
