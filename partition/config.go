@@ -1,0 +1,94 @@
+package partition
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	wlog "weir/log"
+)
+
+// Config configures one replica of a partition. Zero values mean defaults.
+type Config struct {
+	// ID is this replica's Raft server id (the node's id). Required.
+	ID raft.ServerID
+	// Dir holds the partition's files: log/, raft.db, snapshots/. Required.
+	Dir string
+	// Log configures the partition's log (segments, fsync, retention).
+	Log wlog.Options
+	// Transport carries Raft's messages. Required. The partition does not
+	// close it.
+	Transport raft.Transport
+	// Peers is the initial replica set, used once, when the partition has
+	// no Raft state yet. Empty: join as a replica that a leader will contact.
+	Peers []raft.Server
+
+	// Raft timing. Defaults: heartbeat and election 500ms, leader lease
+	// 250ms, commit 50ms. A single voter elects itself after one heartbeat
+	// timeout, so that is how long a new single-node partition takes to be
+	// ready.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// MaxAppendEntries bounds the entries per Raft append (and so per
+	// StoreLogs and fsync under load). Default 512; at most 1024.
+	MaxAppendEntries int
+
+	// SnapshotInterval and SnapshotThreshold drive Raft's own snapshots of
+	// the small state. They bound how much log Raft replays on restart.
+	// Defaults 30s and 8192 entries.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	// RetentionInterval is how often retention runs. Default 1 minute.
+	RetentionInterval time.Duration
+
+	// OnLeaderChange is called (from one goroutine, in order) when this
+	// replica learns of a new leader or becomes ready to lead. Optional.
+	OnLeaderChange func(LeaderInfo)
+	// Logger receives the partition's and Raft's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// LeaderInfo is what a replica knows about its partition's leadership.
+type LeaderInfo struct {
+	LeaderID      raft.ServerID      // empty when unknown
+	LeaderAddress raft.ServerAddress // empty when unknown
+	// IsLeader is true when this replica leads and is ready to take
+	// produce requests (it has applied everything earlier leaders committed).
+	IsLeader bool
+}
+
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.ID == "":
+		return c, errors.New("weir/partition: Config.ID is required")
+	case c.Dir == "":
+		return c, errors.New("weir/partition: Config.Dir is required")
+	case c.Transport == nil:
+		return c, errors.New("weir/partition: Config.Transport is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatTimeout, 500*time.Millisecond)
+	def(&c.ElectionTimeout, 500*time.Millisecond)
+	def(&c.LeaderLeaseTimeout, 250*time.Millisecond)
+	def(&c.CommitTimeout, 50*time.Millisecond)
+	def(&c.SnapshotInterval, 30*time.Second)
+	def(&c.RetentionInterval, time.Minute)
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = 512
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}

@@ -1,0 +1,58 @@
+package partition
+
+import "github.com/hashicorp/raft"
+
+// watchLeadership follows Raft's view of the leader. When this replica
+// becomes leader it waits (Barrier) until it has applied every entry of
+// earlier terms, so the high watermark and the producers' sequences are
+// complete, and only then takes produce requests.
+func (p *Partition) watchLeadership() {
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	p.raft.RegisterObserver(observer)
+	defer p.raft.DeregisterObserver(observer)
+	leaderCh := p.raft.LeaderCh()
+	var last LeaderInfo
+	for {
+		// Observations may be dropped; each wake-up reads the current state.
+		addr, id := p.raft.LeaderWithID()
+		info := LeaderInfo{LeaderID: id, LeaderAddress: addr}
+		if p.raft.State() == raft.Leader {
+			if !p.ready.Load() && p.raft.Barrier(p.cfg.ElectionTimeout).Error() == nil && p.raft.State() == raft.Leader {
+				p.produceMu.Lock()
+				p.leaderView = nil // rebuilt from the committed table on first use
+				p.produceMu.Unlock()
+				p.ready.Store(true)
+			}
+			info.IsLeader = p.ready.Load()
+		} else {
+			p.ready.Store(false)
+		}
+		p.leader.Store(&info)
+		if info != last {
+			last = info
+			p.logger.Info("leader", "dir", p.cfg.Dir, "leader", info.LeaderID, "ready", info.IsLeader)
+			if p.cfg.OnLeaderChange != nil {
+				p.cfg.OnLeaderChange(info)
+			}
+		}
+		retry := p.raft.State() == raft.Leader && !p.ready.Load()
+		var timer <-chan struct{}
+		if retry {
+			// The barrier timed out: try again right away.
+			c := make(chan struct{})
+			close(c)
+			timer = c
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-leaderCh:
+		case <-obs:
+		case <-timer:
+		}
+	}
+}
