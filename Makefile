@@ -17,7 +17,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that run goroutines, for the race detector. -race makes tests
 # several times slower, so it runs where races can happen rather than
 # everywhere; add packages as they grow goroutines.
-RACE_PKGS ?= ./log/...
+RACE_PKGS ?= ./log/... ./partition/... ./cluster/... ./broker/...
 
 BENCH     ?= .
 BENCHTIME ?=
@@ -31,11 +31,9 @@ STATICCHECK_VERSION := v0.8.2
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/weir ./cmd/weir
 
-## run: build, then start weir.
-# TODO: `run` becomes `bin/weir serve` (a single-node broker on 127.0.0.1,
-# data in ./weir-data) when the broker lands; until then it shows the help.
+## run: build, then start a single-node broker on 127.0.0.1:7420 (data in ./weir-data).
 run: build
-	bin/weir --help
+	bin/weir serve
 
 ## test: the whole suite, as CI runs it: vet, all tests, then the race tests.
 test: vet

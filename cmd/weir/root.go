@@ -55,6 +55,7 @@ func (m *Main) newRootCmd() *cobra.Command {
 		"read the configuration from `PATH` (default "+config.DefaultFile+" in the working directory, if present)")
 
 	cmd.AddCommand(m.newVersionCmd())
+	cmd.AddCommand(m.newServeCmd())
 	return cmd
 }
 

@@ -1,0 +1,217 @@
+// Package broker is weir's server: it accepts client connections, decodes
+// requests (package protocol), serves them from the partitions this node
+// hosts (package partition) and the cluster metadata (package cluster), and
+// writes the responses. It bounds what clients can make it hold: connections,
+// frame size, requests in flight per connection, request bytes in memory and
+// produce bytes waiting for Raft.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"weir/cluster"
+)
+
+// Config configures a broker. Zero values mean defaults.
+type Config struct {
+	NodeID  cluster.NodeID // default 1
+	DataDir string         // required
+	// AdvertisedAddr is the host:port clients are told to reach this node
+	// at; default: the listener's address.
+	AdvertisedAddr string
+	// TopicDefaults are the settings (topic config keys) a new topic gets
+	// for keys its creator does not set; keys not here get the built-in
+	// defaults of cluster.DefaultTopicConfig.
+	TopicDefaults map[string]string
+
+	MaxConnections     int           // default 1024
+	MaxFrameBytes      int           // largest request frame; default 64 MiB
+	MaxInFlightPerConn int           // requests read ahead per connection; default 32
+	IdleTimeout        time.Duration // close a connection quiet this long; default 10m
+	WriteTimeout       time.Duration // give up on a client that does not read; default 30s
+	// MaxRequestBytes bounds the request bytes held in memory across all
+	// connections; a connection waits (stops reading) when it is used up.
+	// Default 256 MiB.
+	MaxRequestBytes int64
+	// MaxProduceBytes bounds produce bytes handed to Raft and not yet
+	// committed; beyond it produce gets Backpressure. Default 128 MiB.
+	MaxProduceBytes int64
+	// BackpressureRetry is the retry-after hint of a Backpressure error.
+	// Default 100ms.
+	BackpressureRetry time.Duration
+
+	// Raft timing for the metadata group and the partitions.
+	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLeaseTimeout time.Duration
+	// RetentionInterval is how often partitions apply retention. Default 10s.
+	RetentionInterval time.Duration
+
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" {
+		return c, errors.New("weir/broker: DataDir is required")
+	}
+	if c.NodeID == 0 {
+		c.NodeID = 1
+	}
+	setInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setInt(&c.MaxConnections, 1024)
+	setInt(&c.MaxFrameBytes, 64<<20)
+	setInt(&c.MaxInFlightPerConn, 32)
+	setDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setDur(&c.IdleTimeout, 10*time.Minute)
+	setDur(&c.WriteTimeout, 30*time.Second)
+	setDur(&c.BackpressureRetry, 100*time.Millisecond)
+	setDur(&c.RetentionInterval, 10*time.Second)
+	setDur(&c.RaftHeartbeatTimeout, 500*time.Millisecond)
+	setDur(&c.RaftElectionTimeout, 500*time.Millisecond)
+	setDur(&c.RaftLeaderLeaseTimeout, 250*time.Millisecond)
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 256 << 20
+	}
+	if c.MaxProduceBytes <= 0 {
+		c.MaxProduceBytes = 128 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Broker is one node's server.
+type Broker struct {
+	cfg        Config
+	logger     *slog.Logger
+	controller *cluster.Controller
+	metaTrans  raft.Transport
+	replicas   replicaSet
+
+	requestBytes *budget // request frames held in memory
+	produceBytes *budget // produce bytes proposed, not yet committed
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*conn]struct{}
+	closed    bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Open starts the broker's metadata group member (bootstrapping a
+// single-node cluster on first start) and its partitions. Serve then takes
+// connections.
+func Open(cfg Config) (*Broker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("weir/broker: %w", err)
+	}
+	b := &Broker{
+		cfg: cfg, logger: cfg.Logger,
+		replicas:     replicaSet{m: map[replicaKey]*replica{}},
+		requestBytes: newBudget(cfg.MaxRequestBytes),
+		produceBytes: newBudget(cfg.MaxProduceBytes),
+		conns:        map[*conn]struct{}{},
+		stop:         make(chan struct{}),
+	}
+	id := raft.ServerID(fmt.Sprint(cfg.NodeID))
+	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/metadata", cfg.NodeID)))
+	b.metaTrans = trans
+	b.controller, err = cluster.OpenController(cluster.ControllerConfig{
+		NodeID: cfg.NodeID, Dir: filepath.Join(cfg.DataDir, "metadata"), Transport: trans,
+		Peers:            []raft.Server{{ID: id, Address: addr}},
+		HeartbeatTimeout: cfg.RaftHeartbeatTimeout, ElectionTimeout: cfg.RaftElectionTimeout,
+		LeaderLeaseTimeout: cfg.RaftLeaderLeaseTimeout,
+		Logger:             b.logger.With("group", "metadata"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.wg.Add(1)
+	go b.watchMetadata()
+	return b, nil
+}
+
+// register records the node's advertised address once the metadata group has
+// a leader, so Metadata can name this broker. Serve calls it.
+func (b *Broker) register(ctx context.Context, addr string) error {
+	if err := b.controller.WaitLeader(ctx); err != nil {
+		return err
+	}
+	n := cluster.Node{ID: b.cfg.NodeID, ClientAddr: addr}
+	if cur, ok := b.controller.Metadata().Nodes[n.ID]; ok && cur == n {
+		return nil
+	}
+	for {
+		err := b.controller.RegisterNode(ctx, n)
+		if !errors.Is(err, cluster.ErrNotController) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// watchMetadata keeps the hosted replicas in line with the metadata.
+func (b *Broker) watchMetadata() {
+	defer b.wg.Done()
+	for {
+		changed := b.controller.Changed()
+		b.reconcile(b.controller.Metadata())
+		select {
+		case <-b.stop:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// Close stops accepting, closes the connections, then the partitions and
+// the metadata group. It waits for every goroutine it started.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	for _, ln := range b.listeners {
+		ln.Close()
+	}
+	for c := range b.conns {
+		c.nc.Close()
+	}
+	b.mu.Unlock()
+	close(b.stop)
+	b.wg.Wait()
+	err := b.replicas.closeAll()
+	if cerr := b.controller.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"weir/cluster"
+	wlog "weir/log"
+	"weir/partition"
+)
+
+// replicaKey names a partition of a topic.
+type replicaKey struct {
+	topic     string
+	partition int32
+}
+
+func (k replicaKey) String() string { return fmt.Sprintf("%s-%d", k.topic, k.partition) }
+
+// replica is a partition replica this node hosts.
+type replica struct {
+	key       replicaKey
+	topicID   uint64
+	config    cluster.TopicConfig
+	partition *partition.Partition
+	transport raft.Transport
+}
+
+// replicaSet is the partitions this node hosts, kept in line with the
+// metadata by reconcile.
+type replicaSet struct {
+	mu sync.RWMutex
+	m  map[replicaKey]*replica
+}
+
+func (s *replicaSet) get(topic string, p int32) *replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[replicaKey{topic, p}]
+}
+
+// replicaDir is where a replica's files live. The topic id keeps a topic
+// created again under an old name apart from the old one's files.
+func (b *Broker) replicaDir(k replicaKey, topicID uint64) string {
+	return filepath.Join(b.cfg.DataDir, "partitions", fmt.Sprintf("%s-%d-%d", k.topic, topicID, k.partition))
+}
+
+// reconcile opens the replicas the metadata gives this node and closes (and
+// deletes) the ones it no longer does. A replica whose topic settings
+// changed is reopened with the new ones.
+func (b *Broker) reconcile(meta *cluster.Metadata) {
+	want := map[replicaKey]*cluster.Topic{}
+	for _, t := range meta.Topics {
+		for p, nodes := range t.Replicas {
+			for _, n := range nodes {
+				if n == b.cfg.NodeID {
+					want[replicaKey{t.Name, int32(p)}] = t
+				}
+			}
+		}
+	}
+	b.replicas.mu.Lock()
+	defer b.replicas.mu.Unlock()
+	for k, r := range b.replicas.m {
+		t := want[k]
+		if t != nil && t.ID == r.topicID && configEqual(t.Config, r.config) {
+			continue
+		}
+		delete(b.replicas.m, k)
+		if err := r.partition.Close(); err != nil {
+			b.logger.Warn("closing replica", "partition", k, "err", err)
+		}
+		if t == nil || t.ID != r.topicID {
+			// The topic is gone: so is its data.
+			if err := os.RemoveAll(b.replicaDir(k, r.topicID)); err != nil {
+				b.logger.Warn("removing replica", "partition", k, "err", err)
+			}
+		}
+	}
+	for k, t := range want {
+		if b.replicas.m[k] != nil {
+			continue
+		}
+		r, err := b.openReplica(k, t)
+		if err != nil {
+			b.logger.Error("opening replica", "partition", k, "err", err)
+			continue
+		}
+		b.replicas.m[k] = r
+	}
+}
+
+func configEqual(a, b cluster.TopicConfig) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+// openReplica opens one replica with its topic's settings.
+func (b *Broker) openReplica(k replicaKey, t *cluster.Topic) (*replica, error) {
+	opts, err := logOptions(t.Config)
+	if err != nil {
+		return nil, err
+	}
+	id := raft.ServerID(fmt.Sprint(b.cfg.NodeID))
+	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/%s-%d", b.cfg.NodeID, k, t.ID)))
+	p, err := partition.Open(partition.Config{
+		ID: id, Dir: b.replicaDir(k, t.ID), Log: opts, Transport: trans,
+		Peers:            []raft.Server{{ID: id, Address: addr}},
+		HeartbeatTimeout: b.cfg.RaftHeartbeatTimeout, ElectionTimeout: b.cfg.RaftElectionTimeout,
+		LeaderLeaseTimeout: b.cfg.RaftLeaderLeaseTimeout,
+		RetentionInterval:  b.cfg.RetentionInterval,
+		Logger:             b.logger.With("partition", k.String()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &replica{key: k, topicID: t.ID, config: t.Config, partition: p, transport: trans}, nil
+}
+
+// logOptions turns topic settings into the log's options. With discard=old,
+// max.bytes is a size retention.
+func logOptions(c cluster.TopicConfig) (wlog.Options, error) {
+	fsync, err := wlog.ParseFsyncPolicy(c.Fsync)
+	if err != nil {
+		return wlog.Options{}, err
+	}
+	o := wlog.Options{
+		SegmentBytes: c.SegmentBytes,
+		SegmentAge:   time.Duration(c.SegmentMs) * time.Millisecond,
+		Fsync:        fsync,
+	}
+	if c.RetentionMs > 0 {
+		o.RetentionAge = time.Duration(c.RetentionMs) * time.Millisecond
+	}
+	if c.RetentionBytes > 0 {
+		o.RetentionBytes = c.RetentionBytes
+	}
+	if c.MaxBytes > 0 && c.Discard == "old" && (o.RetentionBytes == 0 || c.MaxBytes < o.RetentionBytes) {
+		o.RetentionBytes = c.MaxBytes
+	}
+	return o, nil
+}
+
+// closeAll closes every replica (the broker is stopping).
+func (s *replicaSet) closeAll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	for k, r := range s.m {
+		if cerr := r.partition.Close(); err == nil {
+			err = cerr
+		}
+		delete(s.m, k)
+	}
+	return err
+}

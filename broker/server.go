@@ -1,0 +1,227 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"weir/protocol"
+	wlog "weir/log"
+)
+
+// Serve accepts connections on ln until Close. It registers the listener's
+// address (or AdvertisedAddr) in the metadata first.
+func (b *Broker) Serve(ln net.Listener) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	b.listeners = append(b.listeners, ln)
+	b.mu.Unlock()
+	addr := b.cfg.AdvertisedAddr
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := b.register(ctx, addr)
+	cancel()
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("weir/broker: register node: %w", err)
+	}
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			b.mu.Lock()
+			closed := b.closed
+			b.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		b.mu.Lock()
+		if b.closed || len(b.conns) >= b.cfg.MaxConnections {
+			b.mu.Unlock()
+			b.logger.Warn("refusing connection", "remote", nc.RemoteAddr(), "connections", len(b.conns))
+			nc.Close()
+			continue
+		}
+		c := newConn(b, nc)
+		b.conns[c] = struct{}{}
+		b.wg.Add(2)
+		b.mu.Unlock()
+		go c.readLoop()
+		go c.writeLoop()
+	}
+}
+
+// conn is one client connection. readLoop reads and decodes requests and
+// starts a handler for each; writeLoop writes the responses in request
+// order. The pending channel bounds the requests in flight.
+type conn struct {
+	b       *Broker
+	nc      net.Conn
+	br      *bufio.Reader
+	pending chan *call
+	ctx     context.Context // done when the connection closes
+	cancel  context.CancelFunc
+}
+
+// call is one request in flight.
+type call struct {
+	correlationID int32
+	frameBytes    int64 // taken from the broker's request budget
+	noResponse    bool  // a produce with acks 0: the client waits for nothing
+	done          chan struct{}
+	resp          protocol.Response
+	// frames are the records of a fetch response, in the order of its
+	// partitions with records; they are sent from their files.
+	frames []wlog.FileRange
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{b: b, nc: nc, br: bufio.NewReaderSize(nc, 64<<10),
+		pending: make(chan *call, b.cfg.MaxInFlightPerConn), ctx: ctx, cancel: cancel}
+}
+
+func (c *conn) close() {
+	c.cancel()
+	c.nc.Close()
+	c.b.mu.Lock()
+	delete(c.b.conns, c)
+	c.b.mu.Unlock()
+}
+
+func (c *conn) readLoop() {
+	defer c.b.wg.Done()
+	defer close(c.pending)
+	for {
+		cl, err := c.readRequest()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.b.logger.Debug("connection closed", "remote", c.nc.RemoteAddr(), "err", err)
+			}
+			c.cancel()
+			return
+		}
+		select {
+		case c.pending <- cl:
+		case <-c.ctx.Done():
+			c.b.requestBytes.Release(cl.frameBytes)
+			return
+		}
+	}
+}
+
+// readRequest reads the next request and starts handling it. The frame's
+// bytes are taken from the broker's request budget before they are read:
+// when memory is short the connection simply stops reading, which holds
+// the client back through TCP.
+func (c *conn) readRequest() (*call, error) {
+	c.nc.SetReadDeadline(time.Now().Add(c.b.cfg.IdleTimeout))
+	head, err := c.br.Peek(4)
+	if err != nil {
+		return nil, err
+	}
+	size := int64(binary.BigEndian.Uint32(head))
+	if size > int64(c.b.cfg.MaxFrameBytes) {
+		// The protocol has no answer that does not need the whole frame:
+		// close, and the client learns the limit from the error code table.
+		return nil, fmt.Errorf("request of %d bytes over the %d limit", size, c.b.cfg.MaxFrameBytes)
+	}
+	if err := c.b.requestBytes.Acquire(c.ctx, size); err != nil {
+		return nil, err
+	}
+	frame, err := protocol.ReadFrame(c.br, c.b.cfg.MaxFrameBytes, nil)
+	if err != nil {
+		c.b.requestBytes.Release(size)
+		return nil, err
+	}
+	hdr, req, err := protocol.DecodeRequest(frame)
+	cl := &call{correlationID: hdr.CorrelationID, frameBytes: size, done: make(chan struct{})}
+	if p, ok := req.(*protocol.ProduceRequest); ok && p.Acks == protocol.AcksNone {
+		cl.noResponse = true
+	}
+	if err != nil {
+		// A request we cannot decode leaves the stream in step (the frame
+		// was whole), but its response type may be unknown: close.
+		c.b.requestBytes.Release(size)
+		return nil, fmt.Errorf("bad request (api %d v%d, correlation %d): %w", hdr.APIKey, hdr.APIVersion, hdr.CorrelationID, err)
+	}
+	go func() {
+		defer close(cl.done)
+		cl.resp, cl.frames = c.b.handle(c.ctx, req)
+	}()
+	return cl, nil
+}
+
+func (c *conn) writeLoop() {
+	defer c.b.wg.Done()
+	defer c.close()
+	var seg protocol.SegmentedFrame
+	var buf []byte
+	failed := false
+	for cl := range c.pending {
+		<-cl.done
+		if !failed && !cl.noResponse {
+			var err error
+			buf, err = c.write(cl, &seg, buf)
+			if err != nil {
+				c.b.logger.Debug("write failed", "remote", c.nc.RemoteAddr(), "err", err)
+				failed = true
+				c.cancel()
+				c.nc.Close() // unblocks readLoop
+			}
+		}
+		for i := range cl.frames {
+			cl.frames[i].Release()
+		}
+		c.b.requestBytes.Release(cl.frameBytes)
+	}
+}
+
+// write sends one response.
+func (c *conn) write(cl *call, seg *protocol.SegmentedFrame, buf []byte) ([]byte, error) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
+	if len(cl.frames) == 0 {
+		var err error
+		buf, err = protocol.AppendResponseFrame(buf[:0], cl.correlationID, cl.resp)
+		if err != nil {
+			return buf, err
+		}
+		_, err = c.nc.Write(buf)
+		return buf, err
+	}
+	// A fetch: the records come from the segment files, by sendfile.
+	frames := cl.frames
+	external := func(i int) (int32, bool) {
+		if i < len(frames) && frames[i].File != nil {
+			return int32(frames[i].Len), true
+		}
+		return 0, false
+	}
+	if err := seg.EncodeResponse(cl.correlationID, cl.resp, external); err != nil {
+		return buf, err
+	}
+	_, err := seg.Send(c.nc, func(w io.Writer, g protocol.Gap) (int64, error) {
+		r := &frames[g.Index]
+		if err := sendFile(c.nc, r.File, r.Pos, r.Len); err != nil {
+			return 0, err
+		}
+		return r.Len, nil
+	})
+	return buf, err
+}

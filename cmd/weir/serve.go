@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"weir/broker"
+	"weir/cluster"
+	"weir/config"
+)
+
+func (m *Main) newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a broker (alone: a single-node cluster on 127.0.0.1:7420, data in ./weir-data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := m.loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return m.serve(cmd, cfg)
+		},
+	}
+	config.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// serve runs the broker until the command's context is done (Ctrl-C or
+// SIGTERM), then closes it: connections, partitions (flushed and synced),
+// metadata.
+func (m *Main) serve(cmd *cobra.Command, cfg config.Config) error {
+	logger := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	b, err := broker.Open(broker.Config{
+		NodeID:        cluster.NodeID(cfg.NodeID),
+		DataDir:       cfg.DataDir,
+		TopicDefaults: topicDefaults(cfg.Log),
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		b.Close()
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- b.Serve(ln) }()
+	fmt.Fprintf(m.Stdout, "weir %s serving on %s (node %d, data in %s)\n", buildVersion(), ln.Addr(), cfg.NodeID, cfg.DataDir)
+	select {
+	case <-cmd.Context().Done():
+		logger.Info("shutting down")
+	case err = <-served:
+	}
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// topicDefaults turns the node's log settings into the settings new topics
+// get when they do not name them.
+func topicDefaults(c config.LogConfig) map[string]string {
+	forever := func(n int64) string {
+		if n <= 0 {
+			return "-1"
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	d := map[string]string{
+		cluster.KeyFsync:          c.Fsync,
+		cluster.KeySegmentBytes:   strconv.FormatInt(c.SegmentBytes, 10),
+		cluster.KeyRetentionMs:    forever(c.RetentionAge.Milliseconds()),
+		cluster.KeyRetentionBytes: forever(c.RetentionBytes),
+	}
+	if c.SegmentAge > 0 {
+		d[cluster.KeySegmentMs] = strconv.FormatInt(c.SegmentAge.Milliseconds(), 10)
+	}
+	return d
+}
