@@ -10,8 +10,8 @@ import (
 	"net"
 	"time"
 
-	"weir/protocol"
 	wlog "weir/log"
+	"weir/protocol"
 )
 
 // Serve accepts connections on ln until Close. It registers the listener's
