@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // benchDir is where benchmarks write: WEIR_BENCH_DIR if set (a tmpfs such
@@ -236,4 +237,62 @@ func BenchmarkOpen(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// BenchmarkAppendVsRaw alternates, op by op, one log Append of a 64 KiB
+// batch and one plain write of the same bytes (with an fdatasync for
+// "always") to a file in the same directory, timing each, and reports both
+// throughputs and their ratio. Alternating keeps the two under the same
+// page-cache and writeback conditions, which separate runs do not.
+func BenchmarkAppendVsRaw(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		for _, policy := range []FsyncPolicy{FsyncNever, FsyncAlways} {
+			b.Run(fmt.Sprintf("size=%d/batch=64KiB/fsync=%s", size, policy), func(b *testing.B) {
+				dir := benchDir(b)
+				l, err := Open(filepath.Join(dir, "log"), Options{Fsync: policy})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close()
+				f, err := os.Create(filepath.Join(dir, "raw"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				entries := benchBatch(size, 64<<10)
+				bytesPerOp := framesBytes(entries)
+				raw := make([]byte, bytesPerOp)
+				b.SetBytes(bytesPerOp)
+				b.ReportAllocs()
+				var logTime, rawTime time.Duration
+				next := uint64(1)
+				for range b.N {
+					for i := range entries {
+						entries[i].Index = next + uint64(i)
+					}
+					start := time.Now()
+					if err := l.Append(entries); err != nil {
+						b.Fatal(err)
+					}
+					logTime += time.Since(start)
+					next += uint64(len(entries))
+
+					start = time.Now()
+					if _, err := f.Write(raw); err != nil {
+						b.Fatal(err)
+					}
+					if policy == FsyncAlways {
+						if err := fdatasync(f); err != nil {
+							b.Fatal(err)
+						}
+					}
+					rawTime += time.Since(start)
+				}
+				total := float64(bytesPerOp) * float64(b.N) / 1e6
+				b.ReportMetric(total/logTime.Seconds(), "log-MB/s")
+				b.ReportMetric(total/rawTime.Seconds(), "raw-MB/s")
+				b.ReportMetric(rawTime.Seconds()/logTime.Seconds(), "log/raw")
+			})
+		}
+	}
 }

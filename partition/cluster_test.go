@@ -401,56 +401,6 @@ func describeEntry(e wlog.Entry) string {
 		e.Index, e.Term, e.Type, e.BaseOffset, e.Count, e.Timestamp, len(e.Payload))
 }
 
-// tryFetchAll is fetchAll for a replica that may lose the leadership
-// meanwhile: it returns Fetch's error instead of failing the test.
-func tryFetchAll(p *Partition, from uint64) ([]fetched, error) {
-	var out []fetched
-	next := from
-	for {
-		res, err := p.Fetch(next, 4096)
-		if err != nil {
-			return nil, err
-		}
-		if res.Frames.Len == 0 {
-			res.Release()
-			return out, nil
-		}
-		buf := make([]byte, res.Frames.Len)
-		_, err = res.Frames.File.ReadAt(buf, res.Frames.Pos)
-		res.Release()
-		if err != nil {
-			return nil, err
-		}
-		for len(buf) > 0 {
-			e, n, err := wlog.DecodeFrame(buf)
-			if err != nil {
-				return nil, fmt.Errorf("frame at offset %d: %w", next, err)
-			}
-			buf = buf[n:]
-			if e.Type != wlog.TypeData {
-				continue
-			}
-			r, err := record.NewReader(e.Payload)
-			if err != nil {
-				return nil, fmt.Errorf("entry %d: %w", e.Index, err)
-			}
-			for {
-				rec, err := r.Next()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return nil, fmt.Errorf("entry %d: %w", e.Index, err)
-				}
-				if off := e.BaseOffset + uint64(rec.OffsetDelta); off >= next {
-					out = append(out, fetched{offset: off, value: string(rec.Value), timestamp: rec.Timestamp})
-					next = off + 1
-				}
-			}
-		}
-	}
-}
-
 // fetchFrom reads every committed record from the current leader's log
 // start (or from, if later), as a consumer would, going to the new leader if
 // the leadership moves meanwhile. It returns the replica that served them.
@@ -513,15 +463,21 @@ func checkRecords(t testing.TB, p *Partition, from uint64, got []fetched, acked 
 // smallSegments makes rolls (and, with retention, deletions) happen in tests.
 func smallSegments(cfg *Config) { cfg.Log.SegmentBytes = 4 << 10 }
 
-// TestClusterLeaderKill: the leader dies; the others elect a new one and go
-// on; the old leader comes back on its directory and address and catches up.
-func TestClusterLeaderKill(t *testing.T) {
-	c := newCluster(t, false, smallSegments)
+// leaderKill is the leader-kill scenario of TestClusterLeaderKill and
+// TestTCPLeaderKill: 30 batches; the leader is stopped and the others elect
+// a new leader and take 30 more; the old leader comes back on its directory
+// and the exact address it had, catches up and holds the same log, and all
+// 60 acknowledged batches are there. It returns the producer and the
+// restarted old leader.
+func (c *testCluster) leaderKill() (*clusterProducer, *clusterNode) {
+	t := c.t
+	t.Helper()
 	pr := c.producer(1)
 	for i := range 30 {
 		pr.produce(1 + i%3)
 	}
 	old := c.waitLeader()
+	oldAddr := old.addr
 	c.stop(old)
 	nl := c.waitLeader()
 	t.Logf("leader %s stopped; %s leads", old.id, nl.id)
@@ -529,11 +485,22 @@ func TestClusterLeaderKill(t *testing.T) {
 		pr.produce(1 + i%4)
 	}
 	c.start(old)
+	if old.addr != oldAddr {
+		t.Fatalf("restarted replica listens at %s, want %s", old.addr, oldAddr)
+	}
 	c.requireSameLogs()
 	if len(pr.acked) != 60 {
 		t.Fatalf("%d batches acknowledged, want 60", len(pr.acked))
 	}
 	c.checkAcked(pr.acked)
+	return pr, old
+}
+
+// TestClusterLeaderKill: the leader dies; the others elect a new one and go
+// on; the old leader comes back on its directory and address and catches up.
+func TestClusterLeaderKill(t *testing.T) {
+	c := newCluster(t, false, smallSegments)
+	_, old := c.leaderKill()
 	if n := old.p.Log().Segments(); n < 2 {
 		t.Errorf("the restarted replica's log has %d segment(s); the test wants rolls", n)
 	}
@@ -563,74 +530,141 @@ func TestClusterFollowerRestart(t *testing.T) {
 	c.checkAcked(pr.acked)
 }
 
+// retainTwoSegments makes retention delete all but the last two segments
+// of the small ones. Raft's entry cache holds 2*MaxAppendEntries entries:
+// it is kept well below what retention deletes, or the leader replicates
+// the deleted entries from memory instead of sending a snapshot.
+func retainTwoSegments(cfg *Config) {
+	smallSegments(cfg)
+	cfg.Log.RetentionBytes = 2 * cfg.Log.SegmentBytes
+	cfg.MaxAppendEntries = 8
+}
+
+// snapshotScenario is how the snapshot tests begin: a follower is down while
+// the others commit enough for retention to delete the part of the log it
+// would need next.
+type snapshotScenario struct {
+	c     *testCluster
+	pr    *clusterProducer
+	f     *clusterNode // the stopped follower
+	fLast uint64       // the last index of f's log when it stopped
+}
+
+// newSnapshotScenario starts a cluster (mutate adjusts every replica's
+// Config), commits before batches of 3 records on all three replicas, stops
+// a follower, then commits behind batches of size records without it.
+func newSnapshotScenario(t *testing.T, mutate func(*Config), before, behind, size int) *snapshotScenario {
+	t.Helper()
+	c := newCluster(t, false, mutate)
+	s := &snapshotScenario{c: c, pr: c.producer(1)}
+	for range before {
+		s.pr.produce(3)
+	}
+	c.requireSameLogs()
+	s.f = c.others(c.waitLeader())[0]
+	s.fLast = s.f.p.Log().LastIndex()
+	c.stop(s.f)
+	for range behind {
+		s.pr.produce(size)
+	}
+	return s
+}
+
+// applyRetention applies retention on every live replica and reports
+// whether every live log now starts past the stopped follower's next index,
+// so that whichever leads when it returns must send it a snapshot.
+func (s *snapshotScenario) applyRetention() bool {
+	s.c.t.Helper()
+	past := true
+	for _, n := range s.c.live() {
+		if _, err := n.p.ApplyRetention(); err != nil {
+			s.c.t.Fatalf("replica %s: ApplyRetention: %v", n.id, err)
+		}
+		past = past && n.p.Log().FirstIndex() > s.fLast+1
+	}
+	return past
+}
+
+// requireRetention is applyRetention that must move every live log's start
+// past the stopped follower at the first attempt.
+func (s *snapshotScenario) requireRetention() {
+	s.c.t.Helper()
+	if !s.applyRetention() {
+		s.failRetention()
+	}
+}
+
+// failRetention fails the test with every live replica's log.
+func (s *snapshotScenario) failRetention() {
+	s.c.t.Helper()
+	s.logLogs()
+	s.c.t.Fatalf("retention did not move the log start past the stopped follower's last index %d", s.fLast)
+}
+
+func (s *snapshotScenario) logLogs() {
+	s.c.t.Helper()
+	for _, n := range s.c.live() {
+		s.c.t.Logf("replica %s: log [%d, %d], %d segments, %d bytes", n.id,
+			n.p.Log().FirstIndex(), n.p.Log().LastIndex(), n.p.Log().Segments(), n.p.Log().Size())
+	}
+}
+
+// restartFollower starts the stopped follower, waits until the replicas'
+// logs agree, and fails unless the follower's log was rebuilt from a
+// snapshot: it must start past the index after the one it stopped at. It
+// returns the leader.
+func (s *snapshotScenario) restartFollower() *clusterNode {
+	s.c.t.Helper()
+	s.c.start(s.f)
+	leader := s.c.requireSameLogs()
+	if first := s.f.p.Log().FirstIndex(); first <= s.fLast+1 {
+		s.c.t.Fatalf("follower log starts at %d: it was not rebuilt from a snapshot (it stopped at %d)", first, s.fLast)
+	}
+	return leader
+}
+
+// checkGoesOn checks the acknowledged batches, then that the cluster takes
+// 10 more batches, agrees on its logs and still holds every acknowledged
+// batch.
+func (s *snapshotScenario) checkGoesOn() {
+	s.c.t.Helper()
+	s.c.checkAcked(s.pr.acked)
+	for range 10 {
+		s.pr.produce(2)
+	}
+	s.c.requireSameLogs()
+	s.c.checkAcked(s.pr.acked)
+}
+
 // TestClusterSnapshotInstall: a follower is down while retention deletes
 // the part of the log it would need next. When it comes back, the leader
 // sends it a snapshot with the leader's retained log; afterwards the
 // follower holds the same entries and offsets from the leader's log start,
 // and serves the same records when it becomes leader.
 func TestClusterSnapshotInstall(t *testing.T) {
-	const segment = 4 << 10
-	c := newCluster(t, false, func(cfg *Config) {
-		cfg.Log.SegmentBytes = segment
-		cfg.Log.RetentionBytes = 2 * segment
-		// Raft's entry cache holds 2*MaxAppendEntries entries: keep it well
-		// below what retention deletes, or the leader replicates the
-		// deleted entries from memory instead of sending a snapshot.
-		cfg.MaxAppendEntries = 8
-	})
-	pr := c.producer(1)
-	for range 10 {
-		pr.produce(3)
-	}
-	c.requireSameLogs()
-	f := c.others(c.waitLeader())[0]
-	fLast := f.p.Log().LastIndex()
-	c.stop(f)
-	for range 250 {
-		pr.produce(5)
-	}
+	s := newSnapshotScenario(t, retainTwoSegments, 10, 250, 5)
+	c, f := s.c, s.f
 	// Retention on both live replicas, so that whichever leads when the
 	// follower returns no longer holds the entries after its last one.
-	live := c.live()
-	for attempt := 0; ; attempt++ {
-		done := true
-		for _, n := range live {
-			if _, err := n.p.ApplyRetention(); err != nil {
-				t.Fatalf("replica %s: ApplyRetention: %v", n.id, err)
-			}
-			done = done && n.p.Log().FirstIndex() > fLast+1
-		}
-		if done {
-			break
-		}
+	for attempt := 0; !s.applyRetention(); attempt++ {
 		if attempt == 20 {
-			for _, n := range live {
-				t.Logf("replica %s: log [%d, %d], %d segments, %d bytes", n.id,
-					n.p.Log().FirstIndex(), n.p.Log().LastIndex(), n.p.Log().Segments(), n.p.Log().Size())
-			}
-			t.Fatalf("retention did not move the log start past the stopped follower's last index %d", fLast)
+			s.failRetention()
 		}
 		// Produce more so that there are sealed segments to delete.
 		for range 20 {
-			pr.produce(5)
+			s.pr.produce(5)
 		}
 	}
-	for _, n := range live {
-		t.Logf("replica %s log after retention: [%d, %d]", n.id, n.p.Log().FirstIndex(), n.p.Log().LastIndex())
-	}
+	s.logLogs()
 
-	c.start(f)
-	leader := c.requireSameLogs()
+	leader := s.restartFollower()
 	fFirst := f.p.Log().FirstIndex()
-	t.Logf("follower %s stopped at index %d; its log is now [%d, %d]", f.id, fLast, fFirst, f.p.Log().LastIndex())
-	if fFirst <= fLast+1 {
-		t.Fatalf("follower log starts at %d: it was not rebuilt from a snapshot (it stopped at %d)", fFirst, fLast)
-	}
+	t.Logf("follower %s stopped at index %d; its log is now [%d, %d]", f.id, s.fLast, fFirst, f.p.Log().LastIndex())
 	if fFirst > leader.p.Log().FirstIndex() || f.p.Log().FirstOffset() > leader.p.Log().FirstOffset() {
 		t.Fatalf("follower log starts at index %d offset %d, after the leader's (%s) log start: index %d offset %d", fFirst,
 			f.p.Log().FirstOffset(), leader.id, leader.p.Log().FirstIndex(), leader.p.Log().FirstOffset())
 	}
-	c.checkAcked(pr.acked)
+	c.checkAcked(s.pr.acked)
 
 	// The follower becomes leader: consumers see the same records from its
 	// log start as the old leader served.
@@ -643,13 +677,8 @@ func TestClusterSnapshotInstall(t *testing.T) {
 	if all := fetchFromReplica(c, f, from); len(all) == 0 || all[0].offset != from {
 		t.Fatalf("replica %s serves no record at its log start %d", f.id, from)
 	}
-	c.checkAcked(pr.acked)
 	// And the cluster goes on with new writes.
-	for range 10 {
-		pr.produce(2)
-	}
-	c.requireSameLogs()
-	c.checkAcked(pr.acked)
+	s.checkGoesOn()
 }
 
 // TestClusterSnapshotInstallCrash: a follower crashes after it stored a
@@ -657,40 +686,14 @@ func TestClusterSnapshotInstall(t *testing.T) {
 // (simulated by putting back the log it had before). On restart it must
 // finish the restore, not resume after a snapshot its log does not reach.
 func TestClusterSnapshotInstallCrash(t *testing.T) {
-	const segment = 4 << 10
-	c := newCluster(t, false, func(cfg *Config) {
-		cfg.Log.SegmentBytes = segment
-		cfg.Log.RetentionBytes = 2 * segment
-		cfg.MaxAppendEntries = 8 // see TestClusterSnapshotInstall
-	})
-	pr := c.producer(1)
-	for range 5 {
-		pr.produce(3)
-	}
-	c.requireSameLogs()
-	f := c.others(c.waitLeader())[0]
-	fLast := f.p.Log().LastIndex()
-	c.stop(f)
-	for range 150 {
-		pr.produce(5)
-	}
-	for _, n := range c.live() {
-		if _, err := n.p.ApplyRetention(); err != nil {
-			t.Fatalf("replica %s: ApplyRetention: %v", n.id, err)
-		}
-		if first := n.p.Log().FirstIndex(); first <= fLast+1 {
-			t.Fatalf("replica %s: log still starts at %d (follower stopped at %d)", n.id, first, fLast)
-		}
-	}
+	s := newSnapshotScenario(t, retainTwoSegments, 5, 150, 5)
+	c, f := s.c, s.f
+	s.requireRetention()
 	logDir := filepath.Join(f.dir, "log")
 	saved := filepath.Join(t.TempDir(), "log")
 	copyDir(t, logDir, saved)
 
-	c.start(f)
-	c.requireSameLogs()
-	if first := f.p.Log().FirstIndex(); first <= fLast+1 {
-		t.Fatalf("follower log starts at %d: it was not rebuilt from a snapshot", first)
-	}
+	s.restartFollower()
 	c.stop(f)
 	// The crash: the received snapshot is on disk, the log is the old one.
 	if err := os.RemoveAll(logDir); err != nil {
@@ -698,8 +701,8 @@ func TestClusterSnapshotInstallCrash(t *testing.T) {
 	}
 	copyDir(t, saved, logDir)
 	metas, err := (&snapshotStore{dir: filepath.Join(f.dir, "snapshots")}).List()
-	if err != nil || len(metas) == 0 || metas[0].Index <= fLast {
-		t.Fatalf("follower snapshots: %v, %v; want one past its old log's end %d", metas, err, fLast)
+	if err != nil || len(metas) == 0 || metas[0].Index <= s.fLast {
+		t.Fatalf("follower snapshots: %v, %v; want one past its old log's end %d", metas, err, s.fLast)
 	}
 
 	c.start(f)
@@ -709,12 +712,7 @@ func TestClusterSnapshotInstallCrash(t *testing.T) {
 		t.Fatalf("reopened follower's log ends at %d, before its snapshot at %d", last, metas[0].Index)
 	}
 	c.requireSameLogs()
-	c.checkAcked(pr.acked)
-	for range 10 {
-		pr.produce(2)
-	}
-	c.requireSameLogs()
-	c.checkAcked(pr.acked)
+	s.checkGoesOn()
 }
 
 // copyDir copies the regular files of directory src into a new directory
@@ -826,23 +824,8 @@ func fsmApplied(p *Partition) uint64 {
 // FSM never sees. A follower restored from such a snapshot must still hold
 // the log up to the snapshot's index, or it cannot append what follows.
 func TestClusterSnapshotAfterLeaderChange(t *testing.T) {
-	const segment = 4 << 10
-	c := newCluster(t, false, func(cfg *Config) {
-		cfg.Log.SegmentBytes = segment
-		cfg.Log.RetentionBytes = 2 * segment
-		cfg.MaxAppendEntries = 8 // see TestClusterSnapshotInstall
-	})
-	pr := c.producer(1)
-	for range 5 {
-		pr.produce(3)
-	}
-	c.requireSameLogs()
-	f := c.others(c.waitLeader())[0]
-	fLast := f.p.Log().LastIndex()
-	c.stop(f)
-	for range 150 {
-		pr.produce(5)
-	}
+	s := newSnapshotScenario(t, retainTwoSegments, 5, 150, 5)
+	c := s.c
 	c.changeLeader()
 	c.waitApplied()
 	for _, n := range c.live() {
@@ -853,25 +836,12 @@ func TestClusterSnapshotAfterLeaderChange(t *testing.T) {
 		if snap <= applied {
 			t.Fatalf("replica %s: snapshot at %d, FSM applied %d: the log does not end with control entries", n.id, snap, applied)
 		}
-		if _, err := n.p.ApplyRetention(); err != nil {
-			t.Fatalf("replica %s: ApplyRetention: %v", n.id, err)
-		}
-		if first := n.p.Log().FirstIndex(); first <= fLast+1 {
-			t.Fatalf("replica %s: log still starts at %d (follower stopped at %d)", n.id, first, fLast)
-		}
-		t.Logf("replica %s: snapshot at %d (FSM applied %d), log [%d, %d]", n.id, snap, applied, n.p.Log().FirstIndex(), n.p.Log().LastIndex())
+		t.Logf("replica %s: snapshot at %d (FSM applied %d)", n.id, snap, applied)
 	}
-	c.start(f)
-	c.requireSameLogs()
-	if first := f.p.Log().FirstIndex(); first <= fLast+1 {
-		t.Fatalf("follower log starts at %d: it was not rebuilt from a snapshot", first)
-	}
-	c.checkAcked(pr.acked)
-	for range 10 {
-		pr.produce(2)
-	}
-	c.requireSameLogs()
-	c.checkAcked(pr.acked)
+	s.requireRetention()
+	s.logLogs()
+	s.restartFollower()
+	s.checkGoesOn()
 }
 
 // TestLogStoreOverlappingAppend: after a snapshot install Raft's idea of a
@@ -952,43 +922,27 @@ func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // restarts after the snapshot), not as a snapshot of its own.
 func TestClusterSnapshotInstallNoFrames(t *testing.T) {
 	clock := newTestClock()
-	c := newCluster(t, false, func(cfg *Config) {
+	s := newSnapshotScenario(t, func(cfg *Config) {
 		cfg.Log.Now = clock.Now
 		cfg.Log.SegmentAge = time.Hour
 		cfg.Log.RetentionBytes = 1 // keep only the active segment
 		cfg.RetentionInterval = time.Hour
-		cfg.MaxAppendEntries = 4 // see TestClusterSnapshotInstall
-	})
-	pr := c.producer(1)
-	for range 5 {
-		pr.produce(3)
-	}
-	c.requireSameLogs()
-	f := c.others(c.waitLeader())[0]
-	fLast := f.p.Log().LastIndex()
-	c.stop(f)
-	for range 20 {
-		pr.produce(3)
-	}
+		cfg.MaxAppendEntries = 4 // see retainTwoSegments
+	}, 5, 20, 3)
+	c, f := s.c, s.f
 	c.waitApplied()
 	// A snapshot at the last batch on every live replica...
-	for _, n := range c.live() {
-		if _, err := n.p.ApplyRetention(); err != nil {
-			t.Fatalf("replica %s: ApplyRetention: %v", n.id, err)
-		}
-	}
+	s.applyRetention()
 	// ...then a new segment that starts right after it (the new leader's
 	// no-op rolls the aged segment), and retention of everything before.
 	clock.Advance(2 * time.Hour)
 	c.changeLeader()
 	c.waitApplied()
+	s.applyRetention()
 	for _, n := range c.live() {
-		if _, err := n.p.ApplyRetention(); err != nil {
-			t.Fatalf("replica %s: ApplyRetention: %v", n.id, err)
-		}
 		snap, first := n.p.snaps.latest.Load(), n.p.Log().FirstIndex()
-		if first != snap+1 || first <= fLast+1 {
-			t.Fatalf("replica %s: log starts at %d, snapshot at %d, follower stopped at %d: not the case under test", n.id, first, snap, fLast)
+		if first != snap+1 || first <= s.fLast+1 {
+			t.Fatalf("replica %s: log starts at %d, snapshot at %d, follower stopped at %d: not the case under test", n.id, first, snap, s.fLast)
 		}
 	}
 	c.start(f)
@@ -996,17 +950,12 @@ func TestClusterSnapshotInstallNoFrames(t *testing.T) {
 	if first, want := f.p.Log().FirstIndex(), c.waitLeader().p.Log().FirstIndex(); first != want {
 		t.Fatalf("follower log starts at %d, want the leader's log start %d", first, want)
 	}
-	c.checkAcked(pr.acked)
-	for range 10 {
-		pr.produce(2)
-	}
-	c.requireSameLogs()
-	c.checkAcked(pr.acked)
+	s.checkGoesOn()
 	// The follower serves from its log start once it leads.
 	from := f.p.Log().FirstOffset()
 	recs := fetchFromReplica(c, f, from)
 	var want []fetched
-	for _, b := range pr.acked {
+	for _, b := range s.pr.acked {
 		if b.offset >= from {
 			want = append(want, b.records()...)
 		}
@@ -1136,31 +1085,33 @@ func TestClusterGroupCommit(t *testing.T) {
 // with AcksAll on a single voter, fsync always. entries/fsync is the group
 // commit factor.
 func BenchmarkProduceConcurrent(b *testing.B) {
-	for _, size := range []int{100, 1 << 10} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			p := singleVoter(b, b.TempDir(), nil)
-			batch := benchBatch(b, size)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			before := p.Stats()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := p.Produce(context.Background(), batch, AcksAll); err != nil {
-						b.Error(err)
-						return
-					}
+	benchProduce(b, func(b *testing.B, p *Partition, batch []byte) {
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := p.Produce(context.Background(), batch, AcksAll); err != nil {
+					b.Error(err)
+					return
 				}
-			})
-			b.StopTimer()
-			reportGroupCommit(b, before, p.Stats())
+			}
 		})
-	}
+	})
 }
 
 // BenchmarkProduceSerial: one producer at a time, for comparison.
 func BenchmarkProduceSerial(b *testing.B) {
+	benchProduce(b, func(b *testing.B, p *Partition, batch []byte) {
+		for range b.N {
+			if _, err := p.Produce(context.Background(), batch, AcksAll); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchProduce runs a produce benchmark for each batch size on a new single
+// voter: run sends batch b.N times; the timer covers only run.
+func benchProduce(b *testing.B, run func(b *testing.B, p *Partition, batch []byte)) {
 	for _, size := range []int{100, 1 << 10} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			p := singleVoter(b, b.TempDir(), nil)
@@ -1169,11 +1120,7 @@ func BenchmarkProduceSerial(b *testing.B) {
 			b.ReportAllocs()
 			before := p.Stats()
 			b.ResetTimer()
-			for range b.N {
-				if _, err := p.Produce(context.Background(), batch, AcksAll); err != nil {
-					b.Fatal(err)
-				}
-			}
+			run(b, p, batch)
 			b.StopTimer()
 			reportGroupCommit(b, before, p.Stats())
 		})

@@ -48,27 +48,38 @@ type fetched struct {
 // records below the requested offset.
 func fetchAll(t testing.TB, p *Partition, from uint64) []fetched {
 	t.Helper()
+	out, err := tryFetchAll(p, from)
+	if err != nil {
+		t.Fatalf("fetch from %d: %v", from, err)
+	}
+	return out
+}
+
+// tryFetchAll is fetchAll for a replica that may lose the leadership
+// meanwhile: it returns the error (Fetch's wrapped, for errors.Is) instead
+// of failing the test.
+func tryFetchAll(p *Partition, from uint64) ([]fetched, error) {
 	var out []fetched
 	next := from
 	for {
 		res, err := p.Fetch(next, 4096)
 		if err != nil {
-			t.Fatalf("Fetch(%d): %v", next, err)
+			return nil, fmt.Errorf("Fetch(%d): %w", next, err)
 		}
 		if res.Frames.Len == 0 {
 			res.Release()
-			return out
+			return out, nil
 		}
 		buf := make([]byte, res.Frames.Len)
 		_, err = res.Frames.File.ReadAt(buf, res.Frames.Pos)
 		res.Release()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		for len(buf) > 0 {
 			e, n, err := wlog.DecodeFrame(buf)
 			if err != nil {
-				t.Fatalf("frame: %v", err)
+				return nil, fmt.Errorf("frame at offset %d: %w", next, err)
 			}
 			buf = buf[n:]
 			if e.Type != wlog.TypeData {
@@ -76,7 +87,7 @@ func fetchAll(t testing.TB, p *Partition, from uint64) []fetched {
 			}
 			r, err := record.NewReader(e.Payload)
 			if err != nil {
-				t.Fatal(err)
+				return nil, fmt.Errorf("entry %d: %w", e.Index, err)
 			}
 			for {
 				rec, err := r.Next()
@@ -84,14 +95,12 @@ func fetchAll(t testing.TB, p *Partition, from uint64) []fetched {
 					break
 				}
 				if err != nil {
-					t.Fatal(err)
+					return nil, fmt.Errorf("entry %d: %w", e.Index, err)
 				}
-				off := e.BaseOffset + uint64(rec.OffsetDelta)
-				if off < next {
-					continue
+				if off := e.BaseOffset + uint64(rec.OffsetDelta); off >= next {
+					out = append(out, fetched{offset: off, value: string(rec.Value), timestamp: rec.Timestamp})
+					next = off + 1
 				}
-				out = append(out, fetched{offset: off, value: string(rec.Value), timestamp: rec.Timestamp})
-				next = off + 1
 			}
 		}
 	}

@@ -12,27 +12,7 @@ func TestTCPLeaderKill(t *testing.T) {
 	for _, n := range c.nodes {
 		t.Logf("replica %s at %s", n.id, n.addr)
 	}
-	pr := c.producer(1)
-	for i := range 30 {
-		pr.produce(1 + i%3)
-	}
-	old := c.waitLeader()
-	oldAddr := old.addr
-	c.stop(old)
-	nl := c.waitLeader()
-	t.Logf("leader %s stopped; %s leads", old.id, nl.id)
-	for i := range 30 {
-		pr.produce(1 + i%4)
-	}
-	c.start(old)
-	if old.addr != oldAddr {
-		t.Fatalf("restarted replica listens at %s, want %s", old.addr, oldAddr)
-	}
-	c.requireSameLogs()
-	if len(pr.acked) != 60 {
-		t.Fatalf("%d batches acknowledged, want 60", len(pr.acked))
-	}
-	c.checkAcked(pr.acked)
+	pr, _ := c.leaderKill()
 	// The restarted replica takes part in new commits.
 	for i := range 10 {
 		pr.produce(1 + i%2)
