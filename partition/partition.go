@@ -57,6 +57,12 @@ type Partition struct {
 	once sync.Once
 }
 
+// logCacheEntries is how many recent entries Raft keeps in memory for
+// replication and the FSM. Entries are whole produce batches (up to a
+// request's size), so the cache is sized in entries small enough that its
+// memory stays bounded under a flood of large batches: 64 of them.
+const logCacheEntries = 64
+
 // Open opens (or creates) the replica in cfg.Dir and starts its Raft group.
 func Open(cfg Config) (*Partition, error) {
 	cfg, err := cfg.withDefaults()
@@ -114,7 +120,7 @@ func (p *Partition) open() error {
 	rc.Logger = raftlog.New(p.logger.With("partition", cfg.Dir), "raft")
 
 	// Replication and the FSM read recent entries from memory.
-	logs, err := raft.NewLogCache(cfg.MaxAppendEntries*2, p.store)
+	logs, err := raft.NewLogCache(logCacheEntries, p.store)
 	if err != nil {
 		return fmt.Errorf("weir/partition: %w", err)
 	}
