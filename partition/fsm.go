@@ -100,12 +100,7 @@ func (f fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("weir/partition: restore snapshot at %d: %w", st.appliedIndex, err)
 	}
-	// Raft's entry cache may still hold entries of the replaced log under
-	// the same indexes: empty it (DeleteRange on the cache always does; an
-	// empty range past the end deletes nothing from the log).
-	if err := p.logCache.DeleteRange(math.MaxUint64, math.MaxUint64); err != nil {
-		return err
-	}
+	p.invalidateLogCache()
 	p.stateMu.Lock()
 	p.state = committed{appliedIndex: st.appliedIndex, highWatermark: st.highWatermark, producers: st.producers}
 	p.stateMu.Unlock()

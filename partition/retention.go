@@ -2,6 +2,7 @@ package partition
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -43,5 +44,21 @@ func (p *Partition) ApplyRetention() (int, error) {
 	p.stateMu.Lock()
 	applied = p.state.appliedIndex
 	p.stateMu.Unlock()
-	return p.log.ApplyRetention(min(p.snaps.latest.Load(), applied) + 1)
+	n, err := p.log.ApplyRetention(min(p.snaps.latest.Load(), applied) + 1)
+	if n > 0 {
+		p.invalidateLogCache()
+	}
+	return n, err
+}
+
+// invalidateLogCache empties Raft's in-memory entry cache, so Raft sees the
+// log as it is on disk: after retention it must not replicate deleted
+// entries from memory (a follower behind the log start gets a snapshot),
+// and after a restore it must not serve the replaced log's entries.
+// DeleteRange on the cache always empties it; an empty range past the end
+// deletes nothing from the log.
+func (p *Partition) invalidateLogCache() {
+	if err := p.logCache.DeleteRange(math.MaxUint64, math.MaxUint64); err != nil {
+		p.logger.Warn("emptying the raft entry cache", "err", err)
+	}
 }
