@@ -1,0 +1,367 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Consumer reads records from the partitions it is assigned. It is safe
+// for concurrent use.
+//
+// Fetching happens in the background: a loop per broker (see fetchLoop)
+// long-polls the leaders of the assigned partitions, each on a connection
+// of its own, and decodes what comes back into per-partition buffers, as
+// long as they hold less than MaxPrefetchBytes in all. Poll hands out what
+// the buffers hold. A metadata loop finds the leaders of partitions whose
+// leader is not known.
+type Consumer struct {
+	cfg config
+	cl  *cluster
+
+	// ctx is cancelled by Close: it ends the loops and their requests.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// metaWake (capacity 1) wakes the metadata loop.
+	metaWake chan struct{}
+
+	// mu guards the fields below. The loops take it to claim partitions
+	// and to store results, never across a request; Poll takes it to
+	// collect records. Lock order: mu, then the cluster's.
+	mu       sync.Mutex
+	parts    map[topicPartition]*consumerPartition
+	order    []topicPartition // assignment order, which Poll rotates through
+	rotate   int
+	buffered int64 // bytes of records decoded and not yet polled
+	loops    map[string]*fetchLoop
+	closed   bool
+	// ready is closed (and replaced) when records or errors arrive, or on
+	// Close: it wakes Polls.
+	ready chan struct{}
+}
+
+// consumerPartition is the state of one assigned partition.
+type consumerPartition struct {
+	tp topicPartition
+
+	// position is the offset of the next record Poll returns; valid unless
+	// needsReset.
+	position int64
+	// fetchOffset is the offset the next fetch asks for: position plus what
+	// is buffered.
+	fetchOffset int64
+	// needsReset: the position is to be looked up (ListOffsets resetTo)
+	// before fetching.
+	needsReset bool
+	resetTo    OffsetSpec
+	// gen counts seeks: a fetch claimed before a seek is dropped.
+	gen uint64
+	// busy: a loop has the partition in a request now.
+	busy bool
+
+	records []*Record // decoded, in offset order, not yet polled
+	bytes   int64
+
+	// err stops the partition until a seek; Poll reports it once.
+	err         error
+	errReported bool
+
+	leader   string    // the leader's address; "" for the metadata loop to find
+	retryAt  time.Time // not before this after a failure
+	failures int       // consecutive failures, against MaxRetries
+}
+
+// NewConsumer returns a Consumer with no partitions. It connects lazily.
+func NewConsumer(opts ...Opt) (*Consumer, error) {
+	cfg, err := newConfig(roleConsumer, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg:      cfg,
+		metaWake: make(chan struct{}, 1),
+		parts:    map[topicPartition]*consumerPartition{},
+		loops:    map[string]*fetchLoop{},
+		ready:    make(chan struct{}),
+	}
+	c.cl = newCluster(&c.cfg)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go c.metadataLoop()
+	return c, nil
+}
+
+// Assign adds partitions of a topic to consume. A partition not assigned
+// before starts at StartOffset (Earliest by default) unless sought; one
+// already assigned keeps its position.
+func (c *Consumer) Assign(topic string, partitions ...int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	for _, p := range partitions {
+		c.assignLocked(topicPartition{topic, p})
+	}
+	c.wakeMetadata()
+}
+
+// assignLocked adds a partition if it is new.
+// REQUIRES: mu held.
+func (c *Consumer) assignLocked(tp topicPartition) *consumerPartition {
+	if cp := c.parts[tp]; cp != nil {
+		return cp
+	}
+	cp := &consumerPartition{tp: tp, needsReset: true, resetTo: c.cfg.startOffset, position: -1, fetchOffset: -1}
+	c.parts[tp] = cp
+	c.order = append(c.order, tp)
+	return cp
+}
+
+// Unassign stops consuming partitions of a topic and drops what was
+// fetched of them.
+func (c *Consumer) Unassign(topic string, partitions ...int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range partitions {
+		tp := topicPartition{topic, p}
+		cp := c.parts[tp]
+		if cp == nil {
+			continue
+		}
+		c.dropLocked(cp)
+		delete(c.parts, tp)
+		for i, o := range c.order {
+			if o == tp {
+				c.order = append(c.order[:i], c.order[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// dropLocked discards a partition's buffered records.
+// REQUIRES: mu held.
+func (c *Consumer) dropLocked(cp *consumerPartition) {
+	c.buffered -= cp.bytes
+	cp.records, cp.bytes = nil, 0
+}
+
+// SeekTo sets the offset of the next record Poll returns for the partition
+// (assigning it if need be), dropping what was fetched ahead of it, and
+// clears the partition's error. An offset outside the partition's range
+// makes Poll report OffsetOutOfRange (or reset, with ResetOffset).
+func (c *Consumer) SeekTo(topic string, partition int32, offset int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	cp := c.assignLocked(topicPartition{topic, partition})
+	c.dropLocked(cp)
+	cp.position, cp.fetchOffset = offset, offset
+	cp.needsReset = false
+	cp.gen++
+	cp.err, cp.errReported = nil, false
+	cp.retryAt, cp.failures = time.Time{}, 0
+	c.wakePartitionLocked(cp)
+}
+
+// SeekToEarliest moves the partition to its oldest record, looked up with
+// ListOffsets.
+func (c *Consumer) SeekToEarliest(ctx context.Context, topic string, partition int32) error {
+	return c.seekToSpec(ctx, topic, partition, Earliest)
+}
+
+// SeekToLatest moves the partition to its end: Poll returns only records
+// produced from now on.
+func (c *Consumer) SeekToLatest(ctx context.Context, topic string, partition int32) error {
+	return c.seekToSpec(ctx, topic, partition, Latest)
+}
+
+// SeekToTime moves the partition to its first record with a timestamp at or
+// after t (to its end if there is none).
+func (c *Consumer) SeekToTime(ctx context.Context, topic string, partition int32, t time.Time) error {
+	return c.seekToSpec(ctx, topic, partition, Timestamp(t))
+}
+
+func (c *Consumer) seekToSpec(ctx context.Context, topic string, partition int32, spec OffsetSpec) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	offset, err := listOffset(ctx, c.cl, topic, partition, spec)
+	if err != nil {
+		return err
+	}
+	c.SeekTo(topic, partition, offset)
+	return nil
+}
+
+// Position returns the offset of the next record Poll will return for the
+// partition; false if it is not assigned, or its start is not looked up
+// yet.
+func (c *Consumer) Position(topic string, partition int32) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp := c.parts[topicPartition{topic, partition}]
+	if cp == nil || cp.needsReset {
+		return 0, false
+	}
+	return cp.position, true
+}
+
+// Poll returns the records fetched so far, waiting until there are some,
+// an error, or ctx is done. Records of a partition come in offset order,
+// each partition's after those of the previous Poll. A partition that
+// failed (OffsetOutOfRange without ResetOffset, an unknown topic, ...) is
+// reported once, as a *PartitionError (joined with errors.Join when there
+// are several), and stops until it is sought; records of other partitions
+// may come with the error, and are valid.
+func (c *Consumer) Poll(ctx context.Context) ([]*Record, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		recs, errs := c.takeLocked()
+		ready := c.ready
+		c.mu.Unlock()
+		if len(recs) > 0 || len(errs) > 0 {
+			c.wakeFetchers() // there is room to fetch ahead again
+			return recs, errors.Join(errs...)
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// takeLocked collects the buffered records and unreported errors,
+// starting at a rotating partition so that none is always first.
+// REQUIRES: mu held.
+func (c *Consumer) takeLocked() ([]*Record, []error) {
+	var (
+		recs []*Record
+		errs []error
+	)
+	n := len(c.order)
+	if n == 0 {
+		return nil, nil
+	}
+	c.rotate = (c.rotate + 1) % n
+	for i := range n {
+		cp := c.parts[c.order[(c.rotate+i)%n]]
+		if len(cp.records) > 0 {
+			recs = append(recs, cp.records...)
+			cp.position = cp.records[len(cp.records)-1].Offset + 1
+			c.dropLocked(cp)
+		}
+		if cp.err != nil && !cp.errReported {
+			cp.errReported = true
+			errs = append(errs, &PartitionError{Topic: cp.tp.topic, Partition: cp.tp.partition, Err: cp.err})
+		}
+	}
+	return recs, errs
+}
+
+// Close stops the loops, waits for them, and closes the connections. Polls
+// in progress return ErrClosed.
+func (c *Consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.notifyLocked()
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.cl.close()
+	return nil
+}
+
+func (c *Consumer) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// notifyLocked wakes Polls.
+// REQUIRES: mu held.
+func (c *Consumer) notifyLocked() {
+	close(c.ready)
+	c.ready = make(chan struct{})
+}
+
+// wakeMetadata wakes the metadata loop.
+func (c *Consumer) wakeMetadata() {
+	select {
+	case c.metaWake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeFetchers wakes every fetch loop.
+func (c *Consumer) wakeFetchers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.loops {
+		f.signal()
+	}
+}
+
+// wakePartitionLocked wakes whoever serves the partition next: its
+// leader's fetch loop, or the metadata loop.
+// REQUIRES: mu held.
+func (c *Consumer) wakePartitionLocked(cp *consumerPartition) {
+	if cp.leader == "" {
+		c.wakeMetadata()
+		return
+	}
+	c.loopLocked(cp.leader).signal()
+}
+
+// loopLocked returns the fetch loop of a broker, starting it if need be.
+// Once closed it starts none (a loop may still be finishing a response
+// that points elsewhere) and returns one that is never run.
+// REQUIRES: mu held.
+func (c *Consumer) loopLocked(addr string) *fetchLoop {
+	if c.closed {
+		return &fetchLoop{c: c, addr: addr, wake: make(chan struct{}, 1)}
+	}
+	f := c.loops[addr]
+	if f == nil {
+		f = &fetchLoop{c: c, addr: addr, wake: make(chan struct{}, 1)}
+		c.loops[addr] = f
+		c.wg.Add(1)
+		go f.run()
+	}
+	return f
+}
+
+// failLocked stops a partition with err, for Poll to report.
+// REQUIRES: mu held.
+func (c *Consumer) failLocked(cp *consumerPartition, err error) {
+	cp.err, cp.errReported = err, false
+	c.notifyLocked()
+}
+
+// retryLocked backs a partition off after a retriable failure, or fails it
+// once MaxRetries failures in a row have passed.
+// REQUIRES: mu held.
+func (c *Consumer) retryLocked(cp *consumerPartition, err error) {
+	cp.failures++
+	if cp.failures > c.cfg.maxRetries {
+		c.failLocked(cp, fmt.Errorf("giving up after %d retries: %w", c.cfg.maxRetries, err))
+		return
+	}
+	cp.retryAt = time.Now().Add(c.cfg.backoff(cp.failures))
+}

@@ -1,0 +1,77 @@
+// Package client is weir's Go client: a Producer that batches, compresses
+// and retries records, a Consumer that prefetches them, and an Admin for
+// topics and offsets. It speaks the wire protocol of package protocol (see
+// PROTOCOL.md) and imports no other package of weir.
+//
+// # Producing
+//
+//	p, err := client.NewProducer(client.SeedBrokers("127.0.0.1:7420"))
+//	...
+//	defer p.Close() // flushes first
+//	p.Produce(ctx, &client.Record{Topic: "orders", Key: k, Value: v},
+//		func(r *client.Record, err error) {
+//			// r.Partition and r.Offset are set when err is nil
+//		})
+//	err = p.ProduceSync(ctx, &client.Record{Topic: "orders", Value: v})
+//
+// Records are gathered into one batch per partition until the batch reaches
+// BatchBytes or has waited Linger, then sent to the partition's leader. The
+// producer is idempotent by default: it asks the cluster for a producer id
+// once and numbers the records of each partition, so that a batch sent again
+// after a timeout or a dropped connection is written once. Retriable errors
+// (Backpressure, NotLeader, LeaderNotAvailable, lost connections, ...) are
+// retried with exponential backoff; MaxBufferedBytes bounds the memory
+// records wait in.
+//
+// # Consuming
+//
+//	c, err := client.NewConsumer(client.SeedBrokers("127.0.0.1:7420"))
+//	...
+//	defer c.Close()
+//	c.Assign("orders", 0, 1, 2)
+//	for {
+//		records, err := c.Poll(ctx)
+//		...
+//	}
+//
+// A background loop per broker long-polls the leaders of the assigned
+// partitions and keeps up to MaxPrefetchBytes of decoded records ready for
+// Poll.
+//
+// # Concurrency
+//
+// Producer, Consumer and Admin are safe for concurrent use. Each owns its
+// connections (one per broker, plus one per broker for a Consumer's long
+// polls, so that a fetch held by the broker does not delay other requests);
+// Close ends every goroutine they started.
+//
+// # Goroutines and locks
+//
+//	conn        a writer and a reader per connection; Close waits for both
+//	Producer    one loop per partition produced to (partProducer.run)
+//	Consumer    a metadata loop, and a fetch loop per broker (fetchLoop.run)
+//
+// Lock order, outermost first: Producer.intake (shared, by Produce), then
+// Producer.mu, then partProducer.mu; Consumer.mu, then cluster.mu;
+// cluster.refreshMu (held across a metadata request), then cluster.mu.
+// budget, conn.mu, Producer.pending and the partitioners' locks are
+// leaves. No lock but cluster.refreshMu and Producer.pid (one
+// InitProducerID at a time) is held across I/O.
+//
+// # Files
+//
+//	conn.go         one broker connection: pipelined requests, writer and reader goroutines
+//	cluster.go      seed brokers, the metadata cache, one connection per broker
+//	admin.go        topics, configs, offsets
+//	producer.go     Producer: Produce, ProduceSync, Flush, Close
+//	partproducer.go one partition's batching, sequencing, sending and retrying loop
+//	batch.go        batches and the idempotence fields of their header
+//	partitioner.go  key hash (murmur2), round robin, explicit
+//	budget.go       the byte budget behind MaxBufferedBytes
+//	consumer.go     Consumer: Assign, Seek*, Poll, Position
+//	fetcher.go      the per-broker fetch loops and the metadata loop
+//	frames.go       decoding log frames and their records from fetch responses
+//	options.go      functional options and their defaults
+//	errors.go       sentinel errors
+//	record.go       Record
+package client
