@@ -52,7 +52,13 @@ func (b *Broker) fetchOnce(r *protocol.FetchRequest) (*protocol.FetchResponse, [
 		for j, p := range t.Partitions {
 			out := &rt.Partitions[j]
 			out.Partition, out.LeaderID = p.Partition, -1
-			rng, err := b.fetchPartition(t.Name, p, min(int64(p.PartitionMaxBytes), budget-total), out)
+			// The first frame of the response is sent whatever its size, so
+			// a fetch always makes progress; after that, the byte limits hold.
+			limit := min(int64(p.PartitionMaxBytes), budget-total)
+			if total == 0 {
+				limit = max(limit, 1)
+			}
+			rng, err := b.fetchPartition(t.Name, p, limit, out)
 			if err != nil {
 				out.ErrorCode, out.ErrorMessage = errorCode(err), errorMessage(err)
 				if out.ErrorCode == protocol.CodeNotLeader {

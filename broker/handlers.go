@@ -29,8 +29,6 @@ func (b *Broker) handle(ctx context.Context, req protocol.Request) (protocol.Res
 		return b.handleDescribeConfigs(r), nil
 	case *protocol.AlterConfigsRequest:
 		return b.handleAlterConfigs(ctx, r), nil
-	case *protocol.ProduceRequest:
-		return b.handleProduce(ctx, r), nil
 	case *protocol.FetchRequest:
 		return b.handleFetch(ctx, r)
 	case *protocol.ListOffsetsRequest:

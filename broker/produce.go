@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"weir/partition"
 	"weir/protocol"
@@ -17,36 +16,46 @@ var (
 	errTopicFull  = protocol.ErrorForCode(protocol.CodeBackpressure, "topic: partition is at max.bytes (discard: reject)")
 )
 
-func (b *Broker) handleProduce(ctx context.Context, r *protocol.ProduceRequest) *protocol.ProduceResponse {
+// startProduce proposes every partition's batch of a produce request, in
+// the request's order, and returns a function that waits for the commits
+// and builds the response. The connection's reader calls it for each
+// produce request before it reads the next, so the batches of pipelined
+// requests reach each partition in the order they were sent (an idempotent
+// producer's sequence numbers depend on it); the waiting is concurrent.
+func (b *Broker) startProduce(ctx context.Context, r *protocol.ProduceRequest) func() protocol.Response {
 	ctx, cancel := withTimeoutMs(ctx, r.TimeoutMs)
-	defer cancel()
 	acks := partition.AcksAll
-	if r.Acks == 0 {
+	if r.Acks == protocol.AcksNone {
 		acks = partition.AcksNone
 	}
 	resp := &protocol.ProduceResponse{Topics: make([]protocol.ProduceResponseTopic, len(r.Topics))}
-	// The partitions of a request are produced concurrently, so their
-	// proposals share Raft's group commits.
-	var wg sync.WaitGroup
+	var waits []func()
 	for i, t := range r.Topics {
 		rt := &resp.Topics[i]
 		rt.Name = t.Name
 		rt.Partitions = make([]protocol.ProduceResponsePartition, len(t.Partitions))
 		for j, p := range t.Partitions {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rt.Partitions[j] = b.producePartition(ctx, t.Name, p, acks)
-			}()
+			out := &rt.Partitions[j]
+			if wait := b.proposePartition(ctx, t.Name, p, acks, out); wait != nil {
+				waits = append(waits, wait)
+			}
 		}
 	}
-	wg.Wait()
-	return resp
+	return func() protocol.Response {
+		defer cancel()
+		for _, wait := range waits {
+			wait()
+		}
+		return resp
+	}
 }
 
-func (b *Broker) producePartition(ctx context.Context, topic string, p protocol.ProduceRequestPartition, acks partition.Acks) protocol.ProduceResponsePartition {
-	out := protocol.ProduceResponsePartition{Partition: p.Partition, BaseOffset: -1, LeaderID: -1}
-	fail := func(err error) protocol.ProduceResponsePartition {
+// proposePartition proposes one partition's batch, filling out at once on
+// an error, or returning a function that waits for the commit and fills
+// out then.
+func (b *Broker) proposePartition(ctx context.Context, topic string, p protocol.ProduceRequestPartition, acks partition.Acks, out *protocol.ProduceResponsePartition) func() {
+	*out = protocol.ProduceResponsePartition{Partition: p.Partition, BaseOffset: -1, LeaderID: -1}
+	fail := func(err error) {
 		out.ErrorCode, out.ErrorMessage = errorCode(err), errorMessage(err)
 		if out.ErrorCode == protocol.CodeBackpressure {
 			out.RetryAfterMs = int32(b.cfg.BackpressureRetry.Milliseconds())
@@ -54,37 +63,48 @@ func (b *Broker) producePartition(ctx context.Context, topic string, p protocol.
 		if out.ErrorCode == protocol.CodeNotLeader {
 			out.LeaderID, out.LeaderAddress = b.leaderOf(err)
 		}
-		return out
 	}
 	rep := b.replicas.get(topic, p.Partition)
 	if rep == nil {
-		return fail(fmt.Errorf("%w: %s-%d", errUnknownPartition, topic, p.Partition))
+		fail(fmt.Errorf("%w: %s-%d", errUnknownPartition, topic, p.Partition))
+		return nil
 	}
 	h, err := record.ParseHeader(p.Records)
 	if err != nil {
-		return fail(fmt.Errorf("%w: %w", partition.ErrInvalidBatch, err))
-	}
-	if !slices.Contains(rep.config.Compression, h.Codec.String()) {
-		return fail(protocol.ErrorForCode(protocol.CodeInvalidRequest,
-			fmt.Sprintf("topic %s does not allow compression %s (allowed: %v)", topic, h.Codec, rep.config.Compression)))
+		fail(fmt.Errorf("%w: %w", partition.ErrInvalidBatch, err))
+		return nil
 	}
 	cfg := rep.config
+	if !slices.Contains(cfg.Compression, h.Codec.String()) {
+		fail(protocol.ErrorForCode(protocol.CodeInvalidRequest,
+			fmt.Sprintf("topic %s does not allow compression %s (allowed: %v)", topic, h.Codec, cfg.Compression)))
+		return nil
+	}
 	if cfg.MaxBytes > 0 && cfg.Discard == "reject" && rep.partition.Log().Size() >= cfg.MaxBytes {
-		return fail(errTopicFull)
+		fail(errTopicFull)
+		return nil
 	}
 	n := int64(len(p.Records))
 	if !b.produceBytes.TryAcquire(n) {
-		return fail(errBrokerFull)
+		fail(errBrokerFull)
+		return nil
 	}
-	off, err := rep.partition.Produce(ctx, p.Records, acks)
-	b.produceBytes.Release(n)
+	pr, err := rep.partition.Propose(ctx, p.Records)
 	if err != nil {
-		return fail(err)
+		b.produceBytes.Release(n)
+		fail(err)
+		return nil
 	}
-	out.BaseOffset = int64(off)
-	if acks == partition.AcksNone {
-		out.BaseOffset = -1
+	return func() {
+		off, err := pr.Wait()
+		b.produceBytes.Release(n)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if acks == partition.AcksAll {
+			out.BaseOffset = int64(off)
+		}
+		out.LogStartOffset = int64(rep.partition.Log().FirstOffset())
 	}
-	out.LogStartOffset = int64(rep.partition.Log().FirstOffset())
-	return out
 }

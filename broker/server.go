@@ -152,14 +152,21 @@ func (c *conn) readRequest() (*call, error) {
 	}
 	hdr, req, err := protocol.DecodeRequest(frame)
 	cl := &call{correlationID: hdr.CorrelationID, frameBytes: size, done: make(chan struct{})}
-	if p, ok := req.(*protocol.ProduceRequest); ok && p.Acks == protocol.AcksNone {
-		cl.noResponse = true
-	}
 	if err != nil {
 		// A request we cannot decode leaves the stream in step (the frame
 		// was whole), but its response type may be unknown: close.
 		c.b.requestBytes.Release(size)
 		return nil, fmt.Errorf("bad request (api %d v%d, correlation %d): %w", hdr.APIKey, hdr.APIVersion, hdr.CorrelationID, err)
+	}
+	if p, ok := req.(*protocol.ProduceRequest); ok {
+		// Proposed here, in the order requests arrive; see startProduce.
+		cl.noResponse = p.Acks == protocol.AcksNone
+		wait := c.b.startProduce(c.ctx, p)
+		go func() {
+			defer close(cl.done)
+			cl.resp = wait()
+		}()
+		return cl, nil
 	}
 	go func() {
 		defer close(cl.done)

@@ -263,51 +263,75 @@ func (pr *proposal) wait(p *Partition) (uint64, error) {
 }
 
 // Produce appends a record batch (protocol/record format) and returns the
-// offset of its first record. With AcksNone it returns once the batch is
-// proposed, and the offset is 0. A batch from an idempotent producer (a
-// producer id >= 0) that repeats one of its recent batches is not appended
-// again: Produce returns the original offset.
-//
-// ctx's deadline bounds handing the batch to Raft; once handed over,
-// Produce waits for the commit or for this replica to lose leadership.
+// offset of its first record: Propose, then Wait. With AcksNone it returns
+// once the batch is proposed, and the offset is 0.
 func (p *Partition) Produce(ctx context.Context, batch []byte, acks Acks) (uint64, error) {
+	pr, err := p.Propose(ctx, batch)
+	if err != nil || acks == AcksNone {
+		return 0, err
+	}
+	return pr.Wait()
+}
+
+// Proposal is a produced batch handed to Raft.
+type Proposal struct {
+	p  *Partition
+	pr *proposal // nil for a retry of a batch already committed
+	// offset is the committed duplicate's offset when pr is nil.
+	offset     uint64
+	idempotent bool
+}
+
+// Wait returns the offset of the batch's first record once the batch is
+// committed (or the error that stopped it). It may be called more than
+// once.
+func (x *Proposal) Wait() (uint64, error) {
+	if x.pr == nil {
+		return x.offset, nil
+	}
+	off, err := x.pr.wait(x.p)
+	if err != nil && x.idempotent {
+		x.p.produceMu.Lock()
+		x.p.leaderView = nil // it may hold a batch that never made it
+		x.p.produceMu.Unlock()
+	}
+	return off, err
+}
+
+// Propose validates a record batch and hands it to Raft without waiting
+// for the commit: batches proposed one after another are appended in that
+// order, so a caller that must keep order (the broker, for one
+// connection's requests) proposes in order and waits concurrently. A batch
+// from an idempotent producer (a producer id >= 0) that repeats one of its
+// recent batches is not appended again: its Proposal waits for, or returns,
+// the original offset.
+//
+// ctx's deadline bounds handing the batch to Raft; Wait then waits for the
+// commit or for this replica to lose leadership.
+func (p *Partition) Propose(ctx context.Context, batch []byte) (*Proposal, error) {
 	// Every record is checked once, here on the leader; replicas and the
 	// FSM then only read the header.
 	h, err := record.Validate(batch, record.DefaultMaxUncompressedSize)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	if !p.ready.Load() {
-		return 0, p.notLeader()
+		return nil, p.notLeader()
 	}
 	var timeout time.Duration
 	if d, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(d); timeout <= 0 {
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	var pr *proposal
 	if h.ProducerID < 0 {
-		pr = &proposal{future: p.raft.Apply(batch, timeout)}
-	} else {
-		var dupOffset uint64
-		if pr, dupOffset, err = p.proposeIdempotent(batch, &h, timeout); err != nil {
-			return 0, err
-		}
-		if pr == nil {
-			return dupOffset, nil
-		}
+		return &Proposal{p: p, pr: &proposal{future: p.raft.Apply(batch, timeout)}}, nil
 	}
-	if acks == AcksNone {
-		return 0, nil
+	pr, dupOffset, err := p.proposeIdempotent(batch, &h, timeout)
+	if err != nil {
+		return nil, err
 	}
-	off, err := pr.wait(p)
-	if err != nil && h.ProducerID >= 0 {
-		p.produceMu.Lock()
-		p.leaderView = nil // it may hold a batch that never made it
-		p.produceMu.Unlock()
-	}
-	return off, err
+	return &Proposal{p: p, pr: pr, offset: dupOffset, idempotent: true}, nil
 }
 
 // proposeIdempotent checks a batch of an idempotent producer against what

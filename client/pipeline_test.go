@@ -1,12 +1,3 @@
-//go:build brokerbugs
-
-// Failing tests for broker bugs found while writing the client, kept out of
-// the default build so that the client's suite stays green. Run them with
-//
-//	go test -tags brokerbugs -run BrokerBug ./client/
-//
-// and drop the build tag once the broker is fixed.
-
 package client
 
 import (
@@ -20,16 +11,15 @@ import (
 	"weir/protocol/record"
 )
 
-// TestBrokerBugPipelinedProduceReordered: PROTOCOL.md lets a client
-// pipeline requests on a connection, and an idempotent producer keeps up to
-// 5 batches of a partition in flight. broker/server.go (conn.readRequest)
-// starts each request's handler in a goroutine of its own, so pipelined
-// Produce requests of one partition reach partition.Produce in any order:
-// an idempotent batch that overtakes its predecessor is refused with
-// OutOfOrderSequence (and a non-idempotent one is appended out of order).
-// This test writes 5 idempotent batches of one partition in one write, with
-// sequences 0, 100, 200, ..., and expects all five to succeed, in order.
-func TestBrokerBugPipelinedProduceReordered(t *testing.T) {
+// TestPipelinedProduceKeepsOrder: PROTOCOL.md lets a client pipeline
+// requests on a connection, and an idempotent producer keeps up to 5
+// batches of a partition in flight. The broker must append them in the
+// order they were sent: handled concurrently, a batch that overtook its
+// predecessor was refused with OutOfOrderSequence (and a non-idempotent one
+// appended out of order). This test writes 5 idempotent batches of one
+// partition in one write, with sequences 0, 100, 200, ..., and expects all
+// five to succeed, in order.
+func TestPipelinedProduceKeepsOrder(t *testing.T) {
 	addr := startBroker(t)
 	createTopic(t, addr, "pipe", 1, nil)
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
