@@ -107,6 +107,7 @@ type Broker struct {
 
 	requestBytes *budget // request frames held in memory
 	produceBytes *budget // produce bytes proposed, not yet committed
+	metrics      *metrics
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -136,6 +137,7 @@ func Open(cfg Config) (*Broker, error) {
 		conns:        map[*conn]struct{}{},
 		stop:         make(chan struct{}),
 	}
+	b.metrics = newMetrics(b)
 	id := raft.ServerID(fmt.Sprint(cfg.NodeID))
 	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/metadata", cfg.NodeID)))
 	b.metaTrans = trans

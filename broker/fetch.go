@@ -23,6 +23,7 @@ func (b *Broker) handleFetch(ctx context.Context, r *protocol.FetchRequest) (pro
 	for {
 		resp, ranges, total := b.fetchOnce(r)
 		if r.MinBytes <= 0 || total >= int64(r.MinBytes) || !time.Now().Before(deadline) {
+			b.countFetched(r, ranges)
 			return resp, ranges
 		}
 		for i := range ranges {
@@ -30,7 +31,24 @@ func (b *Broker) handleFetch(ctx context.Context, r *protocol.FetchRequest) (pro
 		}
 		if err := b.waitForData(ctx, r, resp, deadline); err != nil {
 			resp, ranges, _ := b.fetchOnce(r)
+			b.countFetched(r, ranges)
 			return resp, ranges
+		}
+	}
+}
+
+// countFetched adds a response's record bytes to the fetch metrics; ranges
+// are in the order of the request's partitions.
+func (b *Broker) countFetched(r *protocol.FetchRequest, ranges []wlog.FileRange) {
+	i := 0
+	for _, t := range r.Topics {
+		var n int64
+		for range t.Partitions {
+			n += ranges[i].Len
+			i++
+		}
+		if n > 0 {
+			b.metrics.fetchBytes.WithLabelValues(t.Name).Add(float64(n))
 		}
 	}
 }

@@ -81,11 +81,13 @@ func (b *Broker) proposePartition(ctx context.Context, topic string, p protocol.
 		return nil
 	}
 	if cfg.MaxBytes > 0 && cfg.Discard == "reject" && rep.partition.Log().Size() >= cfg.MaxBytes {
+		b.metrics.backpressure.WithLabelValues("topic").Inc()
 		fail(errTopicFull)
 		return nil
 	}
 	n := int64(len(p.Records))
 	if !b.produceBytes.TryAcquire(n) {
+		b.metrics.backpressure.WithLabelValues("broker").Inc()
 		fail(errBrokerFull)
 		return nil
 	}
@@ -105,6 +107,8 @@ func (b *Broker) proposePartition(ctx context.Context, topic string, p protocol.
 		if acks == partition.AcksAll {
 			out.BaseOffset = int64(off)
 		}
+		b.metrics.produceBytes.WithLabelValues(topic).Add(float64(n))
+		b.metrics.produceRecords.WithLabelValues(topic).Add(float64(h.Count))
 		out.LogStartOffset = int64(rep.partition.Log().FirstOffset())
 	}
 }

@@ -60,6 +60,7 @@ func (b *Broker) Serve(ln net.Listener) error {
 		}
 		c := newConn(b, nc)
 		b.conns[c] = struct{}{}
+		b.metrics.connections.Inc()
 		b.wg.Add(2)
 		b.mu.Unlock()
 		go c.readLoop()
@@ -81,6 +82,8 @@ type conn struct {
 
 // call is one request in flight.
 type call struct {
+	api           protocol.APIKey
+	started       time.Time
 	correlationID int32
 	frameBytes    int64 // taken from the broker's request budget
 	noResponse    bool  // a produce with acks 0: the client waits for nothing
@@ -103,6 +106,7 @@ func (c *conn) close() {
 	c.b.mu.Lock()
 	delete(c.b.conns, c)
 	c.b.mu.Unlock()
+	c.b.metrics.connections.Dec()
 }
 
 func (c *conn) readLoop() {
@@ -151,7 +155,7 @@ func (c *conn) readRequest() (*call, error) {
 		return nil, err
 	}
 	hdr, req, err := protocol.DecodeRequest(frame)
-	cl := &call{correlationID: hdr.CorrelationID, frameBytes: size, done: make(chan struct{})}
+	cl := &call{api: hdr.APIKey, started: time.Now(), correlationID: hdr.CorrelationID, frameBytes: size, done: make(chan struct{})}
 	if err != nil {
 		// A request we cannot decode leaves the stream in step (the frame
 		// was whole), but its response type may be unknown: close.
@@ -193,6 +197,7 @@ func (c *conn) writeLoop() {
 				c.nc.Close() // unblocks readLoop
 			}
 		}
+		c.b.metrics.requestDuration.WithLabelValues(cl.api.String()).Observe(time.Since(cl.started).Seconds())
 		for i := range cl.frames {
 			cl.frames[i].Release()
 		}

@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,21 @@ func TestCLIRoundTrip(t *testing.T) {
 	}
 	if out, err := s.tryWeir(ctx, "", "topic", "create", "bad/name"); err == nil {
 		t.Fatalf("creating a topic with a bad name succeeded:\n%s", out)
+	}
+	// Metrics and health on the HTTP listener.
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/metrics": `weir_partition_high_watermark{partition="0",topic="events"}`,
+	} {
+		resp, err := http.Get("http://" + s.http + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %d, body lacks %q:\n%.2000s", path, resp.StatusCode, want, body)
+		}
 	}
 	s.weir(ctx, "", "topic", "delete", "events")
 	if list := s.weir(ctx, "", "topic", "list"); strings.Contains(list, "events") {

@@ -41,7 +41,8 @@ func TestMain(m *testing.M) {
 type server struct {
 	t       *testing.T
 	dataDir string
-	addr    string
+	addr    string // client listener
+	http    string // metrics and health listener
 	cmd     *exec.Cmd
 	stderr  *lockedBuffer
 	exited  chan struct{}
@@ -105,11 +106,14 @@ func startServerOn(t *testing.T, dataDir, listen string, extra ...string) *serve
 	}()
 	select {
 	case line := <-lines:
-		// "weir VERSION serving on ADDR (node N, data in DIR)"
+		// "weir VERSION serving on ADDR (metrics and health at http://HTTP, node N, ...)"
 		f := strings.Fields(line)
 		for i := range f {
 			if f[i] == "on" && i+1 < len(f) {
 				s.addr = f[i+1]
+			}
+			if h, ok := strings.CutPrefix(f[i], "http://"); ok {
+				s.http = strings.TrimSuffix(h, ",")
 			}
 		}
 		if s.addr == "" {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,14 +52,28 @@ func (m *Main) serve(cmd *cobra.Command, cfg config.Config) error {
 		b.Close()
 		return err
 	}
-	served := make(chan error, 1)
+	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		ln.Close()
+		b.Close()
+		return err
+	}
+	httpServer := &http.Server{Handler: b.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 2)
 	go func() { served <- b.Serve(ln) }()
-	fmt.Fprintf(m.Stdout, "weir %s serving on %s (node %d, data in %s)\n", buildVersion(), ln.Addr(), cfg.NodeID, cfg.DataDir)
+	go func() {
+		if err := httpServer.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			served <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	fmt.Fprintf(m.Stdout, "weir %s serving on %s (metrics and health at http://%s, node %d, data in %s)\n",
+		buildVersion(), ln.Addr(), httpLn.Addr(), cfg.NodeID, cfg.DataDir)
 	select {
 	case <-cmd.Context().Done():
 		logger.Info("shutting down")
 	case err = <-served:
 	}
+	httpServer.Close()
 	if cerr := b.Close(); err == nil {
 		err = cerr
 	}
