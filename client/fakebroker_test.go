@@ -75,13 +75,6 @@ func (fb *fakeBroker) addTopic(name string, partitions int32) {
 	fb.mu.topics[name] = partitions
 }
 
-// setLeader makes Metadata name another node as a partition's leader.
-func (fb *fakeBroker) setLeader(topic string, partition, nodeID int32) {
-	fb.mu.Lock()
-	defer fb.mu.Unlock()
-	fb.mu.leaders[topicPartition{topic, partition}] = nodeID
-}
-
 // addPeer makes Metadata list another fake broker.
 func (fb *fakeBroker) addPeer(peer *fakeBroker) {
 	fb.mu.Lock()

@@ -178,7 +178,7 @@ var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 // ValidateTopicName says why name cannot be a topic's, if it cannot.
 func ValidateTopicName(name string) error {
 	if !topicName.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q: use 1 to 249 of a-z A-Z 0-9 . _ -, not . or ..", ErrInvalidTopic, name)
+		return fmt.Errorf("%w: %q: use 1 to 249 characters of a-z A-Z 0-9 . _ - (not \".\" or \"..\" alone)", ErrInvalidTopic, name)
 	}
 	return nil
 }

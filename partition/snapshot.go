@@ -318,7 +318,8 @@ func writeFileAtomic(path string, b []byte) error {
 	if err != nil {
 		return fmt.Errorf("weir/partition: %w", err)
 	}
-	if _, err := f.Write(b); err == nil {
+	_, err = f.Write(b)
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
