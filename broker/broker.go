@@ -38,6 +38,7 @@ type Config struct {
 	MaxFrameBytes      int           // largest request frame; default 64 MiB
 	MaxInFlightPerConn int           // requests read ahead per connection; default 32
 	IdleTimeout        time.Duration // close a connection quiet this long; default 10m
+	ReadTimeout        time.Duration // a request frame, once begun, must arrive within; default 30s
 	WriteTimeout       time.Duration // give up on a client that does not read; default 30s
 	// MaxRequestBytes bounds the request bytes held in memory across all
 	// connections; a connection waits (stops reading) when it is used up.
@@ -80,6 +81,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	setDur(&c.IdleTimeout, 10*time.Minute)
 	setDur(&c.WriteTimeout, 30*time.Second)
+	setDur(&c.ReadTimeout, 30*time.Second)
 	setDur(&c.BackpressureRetry, 100*time.Millisecond)
 	setDur(&c.RetentionInterval, 10*time.Second)
 	setDur(&c.RaftHeartbeatTimeout, 500*time.Millisecond)
@@ -138,7 +140,7 @@ func Open(cfg Config) (*Broker, error) {
 		stop:         make(chan struct{}),
 	}
 	b.metrics = newMetrics(b)
-	id := raft.ServerID(fmt.Sprint(cfg.NodeID))
+	id := cluster.ServerID(cfg.NodeID)
 	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/metadata", cfg.NodeID)))
 	b.metaTrans = trans
 	b.controller, err = cluster.OpenController(cluster.ControllerConfig{
@@ -184,11 +186,15 @@ func (b *Broker) watchMetadata() {
 	defer b.wg.Done()
 	for {
 		changed := b.controller.Changed()
-		b.reconcile(b.controller.Metadata())
+		var retry <-chan time.Time
+		if !b.reconcile(b.controller.Metadata()) {
+			retry = time.After(time.Second) // a replica failed to open
+		}
 		select {
 		case <-b.stop:
 			return
 		case <-changed:
+		case <-retry:
 		}
 	}
 }
@@ -206,14 +212,16 @@ func (b *Broker) Close() error {
 		ln.Close()
 	}
 	for c := range b.conns {
+		c.cancel() // ends long polls and waits for budget
 		c.nc.Close()
 	}
 	b.mu.Unlock()
 	close(b.stop)
 	b.wg.Wait()
-	err := b.replicas.closeAll()
-	if cerr := b.controller.Close(); err == nil {
-		err = cerr
+	b.replicas.closeAll(b)
+	err := b.controller.Close()
+	if c, ok := b.metaTrans.(raft.WithClose); ok {
+		c.Close()
 	}
 	return err
 }

@@ -304,3 +304,17 @@ func TestMaxConnections(t *testing.T) {
 		a.call(&protocol.APIVersionsRequest{}) // the others still work
 	}
 }
+
+func TestAPIVersionsAtUnsupportedVersion(t *testing.T) {
+	_, addr := startBroker(t, nil)
+	c := dial(t, addr)
+	req := &protocol.APIVersionsRequest{Version: 99}
+	resp := c.call(req).(*protocol.APIVersionsResponse)
+	if resp.ErrorCode != protocol.CodeUnsupportedVersion || len(resp.APIs) == 0 {
+		t.Fatalf("APIVersions v99: %+v, want UnsupportedVersion and the supported APIs", resp)
+	}
+	// The connection stays open for the client to go on at a version we speak.
+	if resp := c.call(&protocol.APIVersionsRequest{}).(*protocol.APIVersionsResponse); resp.ErrorCode != protocol.CodeNone {
+		t.Fatalf("APIVersions v0 after: %+v", resp)
+	}
+}

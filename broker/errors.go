@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+
+	"github.com/hashicorp/raft"
 
 	"weir/cluster"
 	"weir/partition"
@@ -42,7 +43,7 @@ func errorCode(err error) protocol.ErrorCode {
 		return protocol.CodeInvalidReplicationFactor
 	case errors.Is(err, cluster.ErrNotController):
 		return protocol.CodeNotController
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, raft.ErrEnqueueTimeout):
 		return protocol.CodeRequestTimedOut
 	case errors.Is(err, context.Canceled):
 		return protocol.CodeBrokerShuttingDown
@@ -63,22 +64,27 @@ func errorMessage(err error) *string {
 	return &s
 }
 
-// leaderOf says where a NotLeader error points: the leader's node id and
-// client address, from the partition's Raft view and the metadata.
-func (b *Broker) leaderOf(err error) (int32, string) {
+// partitionError is a partition-level error as the wire carries it: code,
+// message, and for NotLeader the leader's node id and client address (from
+// the partition's Raft view and the metadata), else -1 and "".
+type partitionError struct {
+	code          protocol.ErrorCode
+	message       *string
+	leaderID      int32
+	leaderAddress string
+}
+
+func (b *Broker) partitionError(err error) partitionError {
+	pe := partitionError{code: errorCode(err), message: errorMessage(err), leaderID: -1}
 	var nl *partition.NotLeaderError
-	if !errors.As(err, &nl) || nl.LeaderID == "" {
-		return -1, ""
+	if pe.code != protocol.CodeNotLeader || !errors.As(err, &nl) {
+		return pe
 	}
-	id, perr := strconv.ParseInt(nl.LeaderID, 10, 32)
-	if perr != nil {
-		return -1, ""
+	if id, ok := cluster.ParseNodeID(raft.ServerID(nl.LeaderID)); ok {
+		pe.leaderID = id
+		pe.leaderAddress = b.controller.Metadata().Nodes[id].ClientAddr
 	}
-	node, ok := b.controller.Metadata().Nodes[int32(id)]
-	if !ok {
-		return int32(id), ""
-	}
-	return int32(id), node.ClientAddr
+	return pe
 }
 
 var errUnknownPartition = fmt.Errorf("%w: this node hosts no such partition", cluster.ErrUnknownTopic)

@@ -22,7 +22,9 @@ func (b *Broker) handleFetch(ctx context.Context, r *protocol.FetchRequest) (pro
 	deadline := time.Now().Add(wait)
 	for {
 		resp, ranges, total := b.fetchOnce(r)
-		if r.MinBytes <= 0 || total >= int64(r.MinBytes) || !time.Now().Before(deadline) {
+		// An error (not the leader, unknown partition, ...) is answered at
+		// once: the client has something to do about it.
+		if r.MinBytes <= 0 || total >= int64(r.MinBytes) || !time.Now().Before(deadline) || hasError(resp) {
 			b.countFetched(r, ranges)
 			return resp, ranges
 		}
@@ -35,6 +37,17 @@ func (b *Broker) handleFetch(ctx context.Context, r *protocol.FetchRequest) (pro
 			return resp, ranges
 		}
 	}
+}
+
+func hasError(resp *protocol.FetchResponse) bool {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != protocol.CodeNone {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // countFetched adds a response's record bytes to the fetch metrics; ranges
@@ -78,10 +91,8 @@ func (b *Broker) fetchOnce(r *protocol.FetchRequest) (*protocol.FetchResponse, [
 			}
 			rng, err := b.fetchPartition(t.Name, p, limit, out)
 			if err != nil {
-				out.ErrorCode, out.ErrorMessage = errorCode(err), errorMessage(err)
-				if out.ErrorCode == protocol.CodeNotLeader {
-					out.LeaderID, out.LeaderAddress = b.leaderOf(err)
-				}
+				pe := b.partitionError(err)
+				out.ErrorCode, out.ErrorMessage, out.LeaderID, out.LeaderAddress = pe.code, pe.message, pe.leaderID, pe.leaderAddress
 			}
 			total += rng.Len
 			ranges = append(ranges, rng)
@@ -117,7 +128,9 @@ func (b *Broker) waitForData(ctx context.Context, r *protocol.FetchRequest, resp
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	woke := make(chan struct{}, 1)
-	started := 0
+	// One watcher per partition, however often the request names it, from
+	// the lowest point it asks for.
+	from := map[*replica]uint64{}
 	for i, t := range r.Topics {
 		for j, p := range t.Partitions {
 			rep := b.replicas.get(t.Name, p.Partition)
@@ -125,19 +138,23 @@ func (b *Broker) waitForData(ctx context.Context, r *protocol.FetchRequest, resp
 			if rep == nil || out.ErrorCode != protocol.CodeNone {
 				continue
 			}
-			started++
 			hw := uint64(max(out.HighWatermark, p.FetchOffset))
-			go func() {
-				if rep.partition.WaitHighWatermark(ctx, hw) == nil {
-					select {
-					case woke <- struct{}{}:
-					default:
-					}
-				}
-			}()
+			if cur, ok := from[rep]; !ok || hw < cur {
+				from[rep] = hw
+			}
 		}
 	}
-	if started == 0 {
+	for rep, hw := range from {
+		go func() {
+			if rep.partition.WaitHighWatermark(ctx, hw) == nil {
+				select {
+				case woke <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	if len(from) == 0 {
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -158,10 +175,8 @@ func (b *Broker) handleListOffsets(r *protocol.ListOffsetsRequest) *protocol.Lis
 			out := protocol.ListOffsetsResponsePartition{Partition: p.Partition, Offset: -1, Timestamp: -1, LeaderID: -1}
 			err := b.listOffset(t.Name, p, &out)
 			if err != nil {
-				out.ErrorCode, out.ErrorMessage = errorCode(err), errorMessage(err)
-				if out.ErrorCode == protocol.CodeNotLeader {
-					out.LeaderID, out.LeaderAddress = b.leaderOf(err)
-				}
+				pe := b.partitionError(err)
+				out.ErrorCode, out.ErrorMessage, out.LeaderID, out.LeaderAddress = pe.code, pe.message, pe.leaderID, pe.leaderAddress
 			}
 			rt.Partitions = append(rt.Partitions, out)
 		}

@@ -78,8 +78,8 @@ func (b *Broker) handleMetadata(r *protocol.MetadataRequest) *protocol.MetadataR
 				ErrorCode: protocol.CodeLeaderNotAvailable}
 			if rep := b.replicas.get(name, int32(p)); rep != nil {
 				li := rep.partition.Leader()
-				if id, err := strconv.ParseInt(string(li.LeaderID), 10, 32); err == nil && (li.IsLeader || li.LeaderID != "") {
-					mp.LeaderID = int32(id)
+				if id, ok := cluster.ParseNodeID(li.LeaderID); ok {
+					mp.LeaderID = id
 					mp.ErrorCode = protocol.CodeNone
 				}
 				mp.LeaderEpoch = int32(rep.partition.Raft().CurrentTerm())
@@ -136,7 +136,7 @@ func (b *Broker) waitTopicReady(ctx context.Context, name string) error {
 			}
 			// A leader is known, and if it is this node, it is ready.
 			li := rep.partition.Leader()
-			if li.LeaderID == "" || string(li.LeaderID) == strconv.Itoa(int(b.cfg.NodeID)) && !li.IsLeader {
+			if li.LeaderID == "" || li.LeaderID == cluster.ServerID(b.cfg.NodeID) && !li.IsLeader {
 				ready = false
 				break
 			}
@@ -186,6 +186,8 @@ func (b *Broker) handleDescribeConfigs(r *protocol.DescribeConfigsRequest) *prot
 }
 
 func (b *Broker) handleAlterConfigs(ctx context.Context, r *protocol.AlterConfigsRequest) *protocol.AlterConfigsResponse {
+	ctx, cancel := withTimeoutMs(ctx, 0)
+	defer cancel()
 	resp := &protocol.AlterConfigsResponse{}
 	for _, t := range r.Topics {
 		changes := map[string]*string{}
@@ -199,6 +201,8 @@ func (b *Broker) handleAlterConfigs(ctx context.Context, r *protocol.AlterConfig
 }
 
 func (b *Broker) handleInitProducerID(ctx context.Context) *protocol.InitProducerIDResponse {
+	ctx, cancel := withTimeoutMs(ctx, 0)
+	defer cancel()
 	id, err := b.controller.AllocateProducerID(ctx)
 	if err != nil {
 		return &protocol.InitProducerIDResponse{ErrorCode: errorCode(err), ErrorMessage: errorMessage(err), ProducerID: -1, ProducerEpoch: -1}

@@ -56,12 +56,10 @@ func (b *Broker) startProduce(ctx context.Context, r *protocol.ProduceRequest) f
 func (b *Broker) proposePartition(ctx context.Context, topic string, p protocol.ProduceRequestPartition, acks partition.Acks, out *protocol.ProduceResponsePartition) func() {
 	*out = protocol.ProduceResponsePartition{Partition: p.Partition, BaseOffset: -1, LeaderID: -1}
 	fail := func(err error) {
-		out.ErrorCode, out.ErrorMessage = errorCode(err), errorMessage(err)
+		pe := b.partitionError(err)
+		out.ErrorCode, out.ErrorMessage, out.LeaderID, out.LeaderAddress = pe.code, pe.message, pe.leaderID, pe.leaderAddress
 		if out.ErrorCode == protocol.CodeBackpressure {
 			out.RetryAfterMs = int32(b.cfg.BackpressureRetry.Milliseconds())
-		}
-		if out.ErrorCode == protocol.CodeNotLeader {
-			out.LeaderID, out.LeaderAddress = b.leaderOf(err)
 		}
 	}
 	rep := b.replicas.get(topic, p.Partition)
@@ -104,9 +102,7 @@ func (b *Broker) proposePartition(ctx context.Context, topic string, p protocol.
 			fail(err)
 			return
 		}
-		if acks == partition.AcksAll {
-			out.BaseOffset = int64(off)
-		}
+		out.BaseOffset = int64(off)
 		b.metrics.produceBytes.WithLabelValues(topic).Add(float64(n))
 		b.metrics.produceRecords.WithLabelValues(topic).Add(float64(h.Count))
 		out.LogStartOffset = int64(rep.partition.Log().FirstOffset())

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,50 +54,70 @@ func (b *Broker) replicaDir(k replicaKey, topicID uint64) string {
 
 // reconcile opens the replicas the metadata gives this node and closes (and
 // deletes) the ones it no longer does. A replica whose topic settings
-// changed is reopened with the new ones.
-func (b *Broker) reconcile(meta *cluster.Metadata) {
+// changed is reopened with the new ones. The lock is held only to change
+// the set: closing and opening Raft groups is slow, and requests must go on
+// meanwhile. It returns false if a replica failed to open (the caller
+// retries).
+func (b *Broker) reconcile(meta *cluster.Metadata) bool {
 	want := map[replicaKey]*cluster.Topic{}
 	for _, t := range meta.Topics {
 		for p, nodes := range t.Replicas {
-			for _, n := range nodes {
-				if n == b.cfg.NodeID {
-					want[replicaKey{t.Name, int32(p)}] = t
-				}
+			if slices.Contains(nodes, b.cfg.NodeID) {
+				want[replicaKey{t.Name, int32(p)}] = t
 			}
 		}
 	}
+	var stale []*replica
 	b.replicas.mu.Lock()
-	defer b.replicas.mu.Unlock()
 	for k, r := range b.replicas.m {
-		t := want[k]
-		if t != nil && t.ID == r.topicID && configEqual(t.Config, r.config) {
-			continue
+		if t := want[k]; t == nil || t.ID != r.topicID || !configEqual(t.Config, r.config) {
+			delete(b.replicas.m, k)
+			stale = append(stale, r)
 		}
-		delete(b.replicas.m, k)
-		if err := r.partition.Close(); err != nil {
-			b.logger.Warn("closing replica", "partition", k, "err", err)
+	}
+	var missing []replicaKey
+	for k := range want {
+		if b.replicas.m[k] == nil {
+			missing = append(missing, k)
 		}
-		if t == nil || t.ID != r.topicID {
+	}
+	b.replicas.mu.Unlock()
+
+	for _, r := range stale {
+		r.close(b)
+		if t := want[r.key]; t == nil || t.ID != r.topicID {
 			// The topic is gone: so is its data.
-			if err := os.RemoveAll(b.replicaDir(k, r.topicID)); err != nil {
-				b.logger.Warn("removing replica", "partition", k, "err", err)
+			if err := os.RemoveAll(b.replicaDir(r.key, r.topicID)); err != nil {
+				b.logger.Warn("removing replica", "partition", r.key, "err", err)
 			}
 		}
 	}
-	for k, t := range want {
-		if b.replicas.m[k] != nil {
-			continue
-		}
-		r, err := b.openReplica(k, t)
+	ok := true
+	for _, k := range missing {
+		r, err := b.openReplica(k, want[k])
 		if err != nil {
 			b.logger.Error("opening replica", "partition", k, "err", err)
+			ok = false
 			continue
 		}
+		b.replicas.mu.Lock()
 		b.replicas.m[k] = r
+		b.replicas.mu.Unlock()
+	}
+	return ok
+}
+
+// close stops the replica's Raft group and its transport.
+func (r *replica) close(b *Broker) {
+	if err := r.partition.Close(); err != nil {
+		b.logger.Warn("closing replica", "partition", r.key, "err", err)
+	}
+	if c, ok := r.transport.(raft.WithClose); ok {
+		c.Close()
 	}
 }
 
-func configEqual(a, b cluster.TopicConfig) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+func configEqual(a, b cluster.TopicConfig) bool { return reflect.DeepEqual(a, b) }
 
 // openReplica opens one replica with its topic's settings.
 func (b *Broker) openReplica(k replicaKey, t *cluster.Topic) (*replica, error) {
@@ -103,7 +125,7 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := raft.ServerID(fmt.Sprint(b.cfg.NodeID))
+	id := cluster.ServerID(b.cfg.NodeID)
 	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/%s-%d", b.cfg.NodeID, k, t.ID)))
 	p, err := partition.Open(partition.Config{
 		ID: id, Dir: b.replicaDir(k, t.ID), Log: opts, Transport: trans,
@@ -144,15 +166,12 @@ func logOptions(c cluster.TopicConfig) (wlog.Options, error) {
 }
 
 // closeAll closes every replica (the broker is stopping).
-func (s *replicaSet) closeAll() error {
+func (s *replicaSet) closeAll(b *Broker) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var err error
-	for k, r := range s.m {
-		if cerr := r.partition.Close(); err == nil {
-			err = cerr
-		}
-		delete(s.m, k)
+	all := s.m
+	s.m = map[replicaKey]*replica{}
+	s.mu.Unlock()
+	for _, r := range all {
+		r.close(b)
 	}
-	return err
 }

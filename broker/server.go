@@ -30,12 +30,25 @@ func (b *Broker) Serve(ln net.Listener) error {
 		addr = ln.Addr().String()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	go func() {
+		select {
+		case <-b.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := b.register(ctx, addr)
 	cancel()
 	if err != nil {
 		ln.Close()
+		select {
+		case <-b.stop:
+			return nil // closed while registering
+		default:
+		}
 		return fmt.Errorf("weir/broker: register node: %w", err)
 	}
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -45,16 +58,22 @@ func (b *Broker) Serve(ln net.Listener) error {
 			if closed {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of file descriptors, say: wait a little and go on, as
+			// net/http does, rather than stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			b.logger.Warn("accept failed", "err", err, "retry-in", backoff)
+			select {
+			case <-b.stop:
+				return nil
+			case <-time.After(backoff):
 			}
-			return err
+			continue
 		}
+		backoff = 0
 		b.mu.Lock()
-		if b.closed || len(b.conns) >= b.cfg.MaxConnections {
+		if open := len(b.conns); b.closed || open >= b.cfg.MaxConnections {
 			b.mu.Unlock()
-			b.logger.Warn("refusing connection", "remote", nc.RemoteAddr(), "connections", len(b.conns))
+			b.logger.Warn("refusing connection", "remote", nc.RemoteAddr(), "connections", open)
 			nc.Close()
 			continue
 		}
@@ -121,12 +140,11 @@ func (c *conn) readLoop() {
 			c.cancel()
 			return
 		}
-		select {
-		case c.pending <- cl:
-		case <-c.ctx.Done():
-			c.b.requestBytes.Release(cl.frameBytes)
-			return
-		}
+		// writeLoop drains pending until readLoop closes it, so this never
+		// blocks for good; and every call, even after the connection
+		// failed, goes through writeLoop, which waits for its handler and
+		// releases what it holds.
+		c.pending <- cl
 	}
 }
 
@@ -149,6 +167,10 @@ func (c *conn) readRequest() (*call, error) {
 	if err := c.b.requestBytes.Acquire(c.ctx, size); err != nil {
 		return nil, err
 	}
+	// The frame holds budget from here on: it must arrive soon, or a few
+	// clients that declare large frames and send nothing would starve
+	// everyone else.
+	c.nc.SetReadDeadline(time.Now().Add(c.b.cfg.ReadTimeout))
 	frame, err := protocol.ReadFrame(c.br, c.b.cfg.MaxFrameBytes, nil)
 	if err != nil {
 		c.b.requestBytes.Release(size)
@@ -156,6 +178,16 @@ func (c *conn) readRequest() (*call, error) {
 	}
 	hdr, req, err := protocol.DecodeRequest(frame)
 	cl := &call{api: hdr.APIKey, started: time.Now(), correlationID: hdr.CorrelationID, frameBytes: size, done: make(chan struct{})}
+	if err != nil && hdr.APIKey == protocol.KeyAPIVersions && errors.Is(err, protocol.ErrUnsupportedVersion) {
+		// A newer client asking which versions we speak: answer at v0
+		// (PROTOCOL.md), so it can pick one, and keep the connection.
+		cl.resp = &protocol.APIVersionsResponse{ErrorCode: protocol.CodeUnsupportedVersion, APIs: protocol.SupportedAPIs()}
+		close(cl.done)
+		return cl, nil
+	}
+	if err == nil {
+		err = checkRequestSize(req)
+	}
 	if err != nil {
 		// A request we cannot decode leaves the stream in step (the frame
 		// was whole), but its response type may be unknown: close.
@@ -236,4 +268,23 @@ func (c *conn) write(cl *call, seg *protocol.SegmentedFrame, buf []byte) ([]byte
 		return r.Len, nil
 	})
 	return buf, err
+}
+
+// maxFetchPartitions bounds the partitions of one fetch: each costs a
+// response entry and, while the fetch waits, a watcher.
+const maxFetchPartitions = 10_000
+
+// checkRequestSize refuses requests whose shape would make the broker do
+// work out of proportion to their bytes.
+func checkRequestSize(req protocol.Request) error {
+	if f, ok := req.(*protocol.FetchRequest); ok {
+		n := 0
+		for _, t := range f.Topics {
+			n += len(t.Partitions)
+		}
+		if n > maxFetchPartitions {
+			return fmt.Errorf("fetch of %d partitions, over the %d limit", n, maxFetchPartitions)
+		}
+	}
+	return nil
 }

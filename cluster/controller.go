@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,7 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 		return nil, fmt.Errorf("weir/cluster: %w", err)
 	}
 	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(fmt.Sprint(cfg.NodeID))
+	rc.LocalID = ServerID(cfg.NodeID)
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout
 	rc.Logger = raftlog.New(c.logger, "metadata-raft")
 	if len(cfg.Peers) > 0 {
@@ -121,9 +122,18 @@ func (c *Controller) IsLeader() bool { return c.raft.State() == raft.Leader }
 // LeaderID is the controller's node id, or 0 when unknown.
 func (c *Controller) LeaderID() NodeID {
 	_, id := c.raft.LeaderWithID()
-	var n NodeID
-	fmt.Sscan(string(id), &n)
+	n, _ := ParseNodeID(id)
 	return n
+}
+
+// ServerID is a node's id as Raft names the node in every group.
+func ServerID(n NodeID) raft.ServerID { return raft.ServerID(strconv.Itoa(int(n))) }
+
+// ParseNodeID reads a node id from a Raft server id; ok is false for an
+// empty or foreign one.
+func ParseNodeID(id raft.ServerID) (NodeID, bool) {
+	n, err := strconv.ParseInt(string(id), 10, 32)
+	return NodeID(n), err == nil && n > 0
 }
 
 // Raft is the metadata group's Raft node, for membership changes.
@@ -190,9 +200,13 @@ func (c *Controller) proposeResult(ctx context.Context, cmd *command) (any, erro
 	if !c.IsLeader() {
 		return nil, ErrNotController
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+		// Raft takes 0 as "no timeout": an expired deadline must not be.
+		timeout = max(time.Until(d), time.Millisecond)
 	}
 	f := c.raft.Apply(encodeCommand(cmd), timeout)
 	if err := f.Error(); err != nil {

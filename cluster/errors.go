@@ -13,5 +13,4 @@ var (
 	// ErrNotController: this node does not lead the metadata group; retry
 	// at the controller.
 	ErrNotController = errors.New("weir/cluster: not the controller")
-	ErrClosed        = errors.New("weir/cluster: closed")
 )

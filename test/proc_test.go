@@ -79,13 +79,19 @@ func startServerOn(t *testing.T, dataDir, listen string, extra ...string) *serve
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", listen,
 		"--peer-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(weirBin, args...)
-	stdout, err := cmd.StdoutPipe()
+	// An os.Pipe of our own, not StdoutPipe: Wait (in its own goroutine
+	// below) would close StdoutPipe's reader under the scanner.
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stdout = w
 	s := &server{t: t, dataDir: dataDir, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = s.stderr
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close() // the child has its own copy
+	if err != nil {
+		stdout.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.kill() })
@@ -99,6 +105,7 @@ func startServerOn(t *testing.T, dataDir, listen string, extra ...string) *serve
 			}
 		}
 		io.Copy(io.Discard, stdout)
+		stdout.Close()
 	}()
 	go func() {
 		cmd.Wait()

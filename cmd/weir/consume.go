@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -93,9 +92,10 @@ func (m *Main) consume(ctx context.Context, f *clientFlags, topic string, o *con
 		}
 		out.Flush() // what was printed shows up while we wait
 		recs, err := c.Poll(pollCtx)
+		stopped := pollCtx.Err() != nil // interrupted, or idle for --idle-exit
 		cancel()
-		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-			return nil // interrupted, or idle for --idle-exit
+		if stopped {
+			return nil
 		}
 		if err != nil {
 			return err
