@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -28,7 +29,10 @@ type conn struct {
 	nc               net.Conn
 	clientID         string
 	maxResponseBytes int
-	writeTimeout     time.Duration
+	// preallocBytes is the largest response the reader allocates in full
+	// as soon as its size arrives (see readLoop).
+	preallocBytes int
+	writeTimeout  time.Duration
 
 	// calls hands calls to the writer. It is unbuffered, so a call is
 	// either taken by the writer (which then completes it, one way or
@@ -90,6 +94,7 @@ func dialConn(ctx context.Context, addr string, cfg *config) (*conn, error) {
 		nc:               nc,
 		clientID:         cfg.clientID,
 		maxResponseBytes: cfg.maxResponseBytes,
+		preallocBytes:    min(cfg.maxResponseBytes, int(cfg.fetchMaxBytes)+preallocSlack),
 		writeTimeout:     cfg.requestTimeout,
 		calls:            make(chan *call),
 		dead:             make(chan struct{}),
@@ -293,13 +298,35 @@ func (c *conn) register(cl *call) bool {
 	return true
 }
 
+// preallocSlack is how much more than FetchMaxBytes a response may take and
+// still be allocated in full up front: the fetch response's own fields.
+const preallocSlack = 1 << 20
+
+// frameBuffer returns a buffer for the frame about to be read from br,
+// sized from its size field: a response of at most preallocBytes is read
+// into one allocation, rather than one ReadFrame grows (copying) as its
+// bytes arrive. Larger ones, and errors, get nil: ReadFrame handles them.
+// preallocBytes bounds what a broker that declares a large frame and sends
+// little can make the client allocate, as a fetch of FetchMaxBytes may.
+func (c *conn) frameBuffer(br *bufio.Reader) []byte {
+	size, err := br.Peek(4)
+	if err != nil {
+		return nil
+	}
+	n := int64(binary.BigEndian.Uint32(size))
+	if n > int64(c.preallocBytes) {
+		return nil
+	}
+	return make([]byte, 0, max(n, 4))
+}
+
 func (c *conn) readLoop() {
 	defer c.wg.Done()
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
 		// A fresh buffer per frame: decoded responses alias it (a fetch's
-		// records), and outlive the next read.
-		frame, err := protocol.ReadFrame(br, c.maxResponseBytes, nil)
+		// records), and outlive the next read. NB: nothing may reuse it.
+		frame, err := protocol.ReadFrame(br, c.maxResponseBytes, c.frameBuffer(br))
 		if err != nil {
 			c.fail(err)
 			return

@@ -256,10 +256,24 @@ func (c *Consumer) takeLocked() ([]*Record, []error) {
 		return nil, nil
 	}
 	c.rotate = (c.rotate + 1) % n
+	total, with := 0, 0
+	for _, tp := range c.order {
+		if cp := c.parts[tp]; len(cp.records) > 0 {
+			total += len(cp.records)
+			with++
+		}
+	}
+	if with > 1 {
+		recs = make([]*Record, 0, total)
+	}
 	for i := range n {
 		cp := c.parts[c.order[(c.rotate+i)%n]]
 		if len(cp.records) > 0 {
-			recs = append(recs, cp.records...)
+			if with == 1 {
+				recs = cp.records // the partition's slice is dropped below: no copy
+			} else {
+				recs = append(recs, cp.records...)
+			}
 			cp.position = cp.records[len(cp.records)-1].Offset + 1
 			c.dropLocked(cp)
 		}

@@ -343,6 +343,7 @@ func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
 	type result struct {
 		p    *protocol.FetchResponsePartition
 		recs []*Record
+		size int64
 		next int64
 		err  error
 	}
@@ -351,7 +352,7 @@ func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
 		p, err := fetchPartition(r, cl.cp.tp)
 		results[i] = result{p: p, err: err}
 		if err == nil && p.ErrorCode == protocol.CodeNone {
-			results[i].recs, results[i].next, results[i].err = f.decoder.decode(cl.cp.tp.topic, cl.cp.tp.partition, p.Records, cl.offset)
+			results[i].recs, results[i].size, results[i].next, results[i].err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, p.Records, cl.offset)
 		}
 	}
 
@@ -374,10 +375,14 @@ func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
 			continue
 		}
 		if len(res.recs) > 0 {
-			n := recordsBytes(res.recs)
+			n := res.size
 			cp.bytes += n
 			c.buffered += n
-			cp.records = append(cp.records, res.recs...)
+			if cp.records == nil {
+				cp.records = res.recs // decode's own slice: no copy
+			} else {
+				cp.records = append(cp.records, res.recs...)
+			}
 			notify = true
 		}
 		cp.fetchOffset = max(cp.fetchOffset, res.next)

@@ -2,7 +2,6 @@ package client
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -80,72 +79,125 @@ func nextFrame(b []byte) (logFrame, []byte, error) {
 
 // frameDecoder turns fetched frames into Records. One per fetch loop: it
 // reuses its batch reader.
+//
+// The records of an uncompressed batch alias the fetch response: their
+// Key, Value and header values point into it. That is safe because the
+// connection reads every response into a buffer of its own (see
+// conn.readLoop) that nothing writes to or reuses afterwards; the buffer
+// lives as long as any record cut from it. The records of a compressed
+// batch are decompressed into the reader's buffer, reused from batch to
+// batch, so their bytes are copied into arena blocks.
 type frameDecoder struct {
-	reader record.Reader
-	arena  arena
+	reader  record.Reader
+	arena   arena
+	headers []Header // a block records' headers are cut from
 }
+
+// headerChunk is how many headers a block of frameDecoder.headers holds.
+const headerChunk = 256
 
 // decode returns the records at or after from in data (a fetch response
 // partition's records), in offset order, and the offset to fetch next. On
-// a corrupt frame or batch it returns the records before it with the error.
+// a corrupt frame or batch it returns the records before it with the
+// error. The records alias data unless their batch was compressed: data
+// must not be modified or reused afterwards.
 func (d *frameDecoder) decode(topic string, partition int32, data []byte, from int64) (recs []*Record, next int64, err error) {
+	recs, _, next, err = d.decodeSized(topic, partition, data, from)
+	return recs, next, err
+}
+
+// decodeSized is decode, and also returns the bytes the records count
+// against MaxPrefetchBytes (recordsBytes of them).
+func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64) (recs []*Record, size int64, next int64, err error) {
 	next = from
+	total := len(data)
 	for len(data) > 0 {
 		var f logFrame
 		f, data, err = nextFrame(data)
 		if err != nil {
-			return recs, next, err
+			return recs, size, next, err
 		}
 		end := f.baseOffset + int64(f.count)
 		if f.typ == frameTypeControl || end <= from {
 			next = max(next, end)
 			continue // control entries carry no records; whole frames before from are skipped
 		}
-		if err := d.reader.Reset(f.payload); err != nil {
-			return recs, next, fmt.Errorf("%w: batch at offset %d: %w", ErrCorruptFrame, f.baseOffset, err)
+		// The frame's checksum, verified by nextFrame, covers the whole
+		// batch: the batch's own need not be checked again.
+		if err := d.reader.ResetVerified(f.payload); err != nil {
+			return recs, size, next, fmt.Errorf("%w: batch at offset %d: %w", ErrCorruptFrame, f.baseOffset, err)
 		}
 		if n := d.reader.Header().Count; n != f.count {
-			return recs, next, fmt.Errorf("%w: frame at offset %d counts %d records, its batch %d", ErrCorruptFrame, f.baseOffset, f.count, n)
+			return recs, size, next, fmt.Errorf("%w: frame at offset %d counts %d records, its batch %d", ErrCorruptFrame, f.baseOffset, f.count, n)
 		}
-		slab := make([]Record, 0, f.count)
+		if recs == nil {
+			// Guess the records in data from this frame's share of it.
+			frameLen := len(f.payload) + frameHeaderSize
+			recs = make([]*Record, 0, min(int64(f.count)*int64(total)/int64(frameLen)+1, 1<<20))
+		}
+		alias := d.reader.Header().Codec == record.CodecNone
+		slab := make([]Record, f.count)
+		i := 0
 		for {
 			rec, err := d.reader.Next()
-			if errors.Is(err, io.EOF) {
+			if err == io.EOF {
 				break
 			}
 			if err != nil {
-				return recs, next, fmt.Errorf("%w: batch at offset %d: %w", ErrCorruptFrame, f.baseOffset, err)
+				return recs, size, next, fmt.Errorf("%w: batch at offset %d: %w", ErrCorruptFrame, f.baseOffset, err)
 			}
 			offset := f.baseOffset + int64(rec.OffsetDelta)
 			if offset < from {
 				continue // the frame begins before the offset asked for
 			}
-			slab = append(slab, Record{
-				Topic:     topic,
-				Partition: partition,
-				Offset:    offset,
-				Key:       d.arena.copy(rec.Key),
-				Value:     d.arena.copy(rec.Value),
-				Headers:   d.copyHeaders(rec.Headers),
-				Timestamp: time.UnixMilli(rec.Timestamp),
-			})
-			recs = append(recs, &slab[len(slab)-1])
+			r := &slab[i]
+			i++
+			r.Topic = topic
+			r.Partition = partition
+			r.Offset = offset
+			if alias {
+				r.Key, r.Value = rec.Key, rec.Value
+			} else {
+				r.Key, r.Value = d.arena.copy(rec.Key), d.arena.copy(rec.Value)
+			}
+			if rec.Headers != nil {
+				r.Headers = d.copyHeaders(rec.Headers, alias)
+			}
+			r.Timestamp = time.UnixMilli(rec.Timestamp)
+			size += int64(r.size())
+			recs = append(recs, r)
 		}
 		next = max(next, end)
 	}
-	return recs, next, nil
+	return recs, size, next, nil
 }
 
-// copyHeaders copies headers out of the reader's buffers.
-func (d *frameDecoder) copyHeaders(hs []record.Header) []Header {
-	if hs == nil {
-		return nil
+// copyHeaders copies headers out of the reader's slab, which the next
+// batch overwrites, and their values out of its buffer unless alias.
+func (d *frameDecoder) copyHeaders(hs []record.Header, alias bool) []Header {
+	n := len(hs)
+	if n > headerChunk/4 {
+		out := make([]Header, n)
+		d.fillHeaders(out, hs, alias)
+		return out
 	}
-	out := make([]Header, len(hs))
-	for i, h := range hs {
-		out[i] = Header{Key: h.Key, Value: d.arena.copy(h.Value)}
+	if cap(d.headers)-len(d.headers) < n {
+		d.headers = make([]Header, 0, headerChunk)
 	}
+	start := len(d.headers)
+	d.headers = d.headers[:start+n]
+	out := d.headers[start : start+n : start+n]
+	d.fillHeaders(out, hs, alias)
 	return out
+}
+
+func (d *frameDecoder) fillHeaders(out, hs []record.Header, alias bool) {
+	for i, h := range hs {
+		out[i] = Header{Key: h.Key, Value: h.Value}
+		if !alias {
+			out[i].Value = d.arena.copy(h.Value)
+		}
+	}
 }
 
 // arenaChunk is the size of the blocks records' bytes are copied into.

@@ -29,7 +29,13 @@ const (
 // The producer keeps the record, and its Key and Value, until the promise is
 // called: do not modify them before.
 //
-// A consumed record owns its bytes.
+// A consumed record's Key, Value and header values are its own: no other
+// record shares their bytes, and the client never writes to them or reuses
+// them, so they stay valid as long as the record is referenced. NB: they
+// may alias the fetch response the record came in (records of uncompressed
+// batches do), so holding any record of a response keeps that whole
+// response (up to FetchMaxBytes) in memory; copy the bytes of records kept
+// for long.
 type Record struct {
 	Topic     string
 	Partition int32

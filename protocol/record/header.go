@@ -116,6 +116,11 @@ func putHeader(batch []byte, h *BatchHeader) {
 // Errors wrap ErrCorrupt, except ErrUnsupportedVersion and ErrUnknownCodec.
 // ParseHeader never allocates unless it fails.
 func ParseHeader(b []byte) (BatchHeader, error) {
+	return parseHeader(b, true)
+}
+
+// parseHeader is ParseHeader, skipping the checksum unless checkCRC.
+func parseHeader(b []byte, checkCRC bool) (BatchHeader, error) {
 	if len(b) < HeaderSize {
 		return BatchHeader{}, corruptf("short batch: %d bytes, a header is %d", len(b), HeaderSize)
 	}
@@ -126,8 +131,10 @@ func ParseHeader(b []byte) (BatchHeader, error) {
 	if v := b[offVersion]; v != Version {
 		return BatchHeader{}, fmt.Errorf("%w: version %d, want %d", ErrUnsupportedVersion, v, Version)
 	}
-	if stored, computed := binary.BigEndian.Uint32(b[offCRC:]), crc32.Checksum(b[crcStart:], crcTable); stored != computed {
-		return BatchHeader{}, corruptf("checksum mismatch: stored %08x, computed %08x", stored, computed)
+	if checkCRC {
+		if stored, computed := binary.BigEndian.Uint32(b[offCRC:]), crc32.Checksum(b[crcStart:], crcTable); stored != computed {
+			return BatchHeader{}, corruptf("checksum mismatch: stored %08x, computed %08x", stored, computed)
+		}
 	}
 	attributes := b[offAttributes]
 	codec := Codec(attributes & codecMask)

@@ -96,15 +96,30 @@ func (r *Reader) MaxUncompressedSize() int {
 // A section larger than MaxUncompressedSize fails with ErrTooLarge. After a
 // failed Reset, Next returns the same error.
 func (r *Reader) Reset(b []byte) error {
+	return r.resetBatch(b, true)
+}
+
+// ResetVerified is Reset for a batch whose bytes the caller has already
+// verified with a checksum of its own that covers the whole batch (for
+// example, the CRC32-C of the log frame a fetch response carries it in): it
+// skips only the batch's CRC, and checks everything else that Reset does.
+// NB: a batch whose stored CRC is wrong but whose bytes are otherwise
+// well-formed is accepted; use it only when the bytes are known to be the
+// ones the producer's checksum was computed over.
+func (r *Reader) ResetVerified(b []byte) error {
+	return r.resetBatch(b, false)
+}
+
+func (r *Reader) resetBatch(b []byte, checkCRC bool) error {
 	r.header = BatchHeader{}
 	r.records, r.pos, r.next = nil, 0, 0
 	r.headers = r.headers[:0]
-	r.err = r.reset(b)
+	r.err = r.reset(b, checkCRC)
 	return r.err
 }
 
-func (r *Reader) reset(b []byte) error {
-	h, err := ParseHeader(b)
+func (r *Reader) reset(b []byte, checkCRC bool) error {
+	h, err := parseHeader(b, checkCRC)
 	if err != nil {
 		return err
 	}

@@ -362,3 +362,70 @@ func benchmarkCodecs(b *testing.B, bench func(b *testing.B, codec Codec, recs []
 		}
 	}
 }
+
+// TestReaderResetVerified: ResetVerified skips the batch checksum, and only
+// it.
+func TestReaderResetVerified(t *testing.T) {
+	batches := validBatches(t)
+	_, want, err := Decode(batches[CodecNone])
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(r *Reader) []Record {
+		t.Helper()
+		var got []Record
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				return got
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, rec)
+		}
+	}
+	var r Reader
+	for _, codec := range allCodecs {
+		if err := r.ResetVerified(batches[codec]); err != nil {
+			t.Fatalf("%s: ResetVerified: %v", codec, err)
+		}
+		if h := r.Header(); h.Codec != codec || h.Count != 3 {
+			t.Fatalf("%s: Header = %+v", codec, h)
+		}
+		checkRecords(t, readAll(&r), want)
+
+		// A wrong checksum: Reset refuses it, ResetVerified does not.
+		bad := append([]byte(nil), batches[codec]...)
+		bad[offCRC] ^= 0xff
+		if err := r.Reset(bad); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: Reset with a bad checksum: %v, want ErrCorrupt", codec, err)
+		}
+		if err := r.ResetVerified(bad); err != nil {
+			t.Fatalf("%s: ResetVerified with a bad checksum: %v", codec, err)
+		}
+		checkRecords(t, readAll(&r), want)
+
+		// Everything else is still checked.
+		for name, edit := range map[string]func(b []byte) []byte{
+			"short":    func(b []byte) []byte { return b[:HeaderSize-1] },
+			"length":   func(b []byte) []byte { return b[:len(b)-1] },
+			"version":  func(b []byte) []byte { b[offVersion] = Version + 1; return b },
+			"reserved": func(b []byte) []byte { b[offReserved1] = 1; return b },
+			"count":    func(b []byte) []byte { binary.BigEndian.PutUint32(b[offCount:], 0); return b },
+			"records":  func(b []byte) []byte { binary.BigEndian.PutUint32(b[offCount:], 2); return b },
+		} {
+			b := edit(append([]byte(nil), batches[codec]...))
+			err := r.ResetVerified(b)
+			for err == nil {
+				_, err = r.Next() // the records' own checks
+			}
+			if err == io.EOF {
+				err = nil
+			}
+			if err == nil {
+				t.Fatalf("%s: ResetVerified and Next accept a batch with a bad %s", codec, name)
+			}
+		}
+	}
+}
