@@ -53,7 +53,9 @@ func (f fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		st.highWatermark = base + uint64(count)
 		results[i] = applyResult{baseOffset: base}
-		h, err := record.ParseHeader(l.Data)
+		// The batch was checked when it was stored (StoreLogs; Validate on
+		// the leader): no need to checksum it once more.
+		h, err := record.ParseHeaderVerified(l.Data)
 		if err == nil && h.ProducerID >= 0 {
 			st.producers.add(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.Count, base, nil)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 )
 
 func (m *Main) newServeCmd() *cobra.Command {
+	var pprofOn bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a broker (alone: a single-node cluster on 127.0.0.1:7420, data in ./weir-data)",
@@ -26,17 +28,18 @@ func (m *Main) newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return m.serve(cmd, cfg)
+			return m.serve(cmd, cfg, pprofOn)
 		},
 	}
 	config.AddFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&pprofOn, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP listener")
 	return cmd
 }
 
 // serve runs the broker until the command's context is done (Ctrl-C or
 // SIGTERM), then closes it: connections, partitions (flushed and synced),
 // metadata.
-func (m *Main) serve(cmd *cobra.Command, cfg config.Config) error {
+func (m *Main) serve(cmd *cobra.Command, cfg config.Config, pprofOn bool) error {
 	logger := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	b, err := broker.Open(broker.Config{
 		NodeID:        cluster.NodeID(cfg.NodeID),
@@ -58,7 +61,17 @@ func (m *Main) serve(cmd *cobra.Command, cfg config.Config) error {
 		b.Close()
 		return err
 	}
-	httpServer := &http.Server{Handler: b.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := b.HTTPHandler()
+	if pprofOn {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		handler = mux
+	}
+	httpServer := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 2)
 	go func() { served <- b.Serve(ln) }()
 	go func() {

@@ -244,3 +244,28 @@ func BenchmarkParseHeader(b *testing.B) {
 		})
 	}
 }
+
+func TestParseHeaderVerified(t *testing.T) {
+	b := NewBuilder(CodecNone)
+	b.SetProducer(7, 1, 10)
+	b.Append(Record{Value: []byte("v"), Timestamp: 5})
+	batch, err := b.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ParseHeader(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch[len(batch)-1] ^= 0xff // break the checksum only
+	if _, err := ParseHeader(batch); err == nil {
+		t.Fatal("ParseHeader accepted a bad checksum")
+	}
+	got, err := ParseHeaderVerified(batch)
+	if err != nil || got != want {
+		t.Fatalf("ParseHeaderVerified = %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := ParseHeaderVerified(batch[:HeaderSize-1]); err == nil {
+		t.Fatal("ParseHeaderVerified accepted a short batch")
+	}
+}
