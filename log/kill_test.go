@@ -30,7 +30,6 @@ import (
 const killChildEnv = "WEIR_LOG_KILL_CHILD"
 
 const (
-	killRounds       = 3
 	killAckDeadline  = 10 * time.Second // per round, for the acks to arrive
 	killChildMaxTime = 30 * time.Second // the child stops on its own after this
 	killChildMaxIdx  = 200_000          // ... or after this many entries
