@@ -47,7 +47,7 @@ func DefaultTopicConfig() TopicConfig {
 		MaxBytes:       -1,
 		Discard:        "old",
 		Fsync:          "always",
-		Compression:    []string{"none", "zstd", "lz4", "snappy"},
+		Compression:    []string{"lz4", "none", "snappy", "zstd"}, // sorted, as Set stores them
 	}
 }
 
@@ -76,28 +76,13 @@ const (
 // default. The error names the key and says what is allowed.
 func (c *TopicConfig) Set(key string, value *string) error {
 	if value == nil {
+		// Reset: set the default's own value, so there is one parser.
 		d := DefaultTopicConfig()
-		switch key {
-		case KeyRetentionMs:
-			c.RetentionMs = d.RetentionMs
-		case KeyRetentionBytes:
-			c.RetentionBytes = d.RetentionBytes
-		case KeySegmentBytes:
-			c.SegmentBytes = d.SegmentBytes
-		case KeySegmentMs:
-			c.SegmentMs = d.SegmentMs
-		case KeyMaxBytes:
-			c.MaxBytes = d.MaxBytes
-		case KeyDiscard:
-			c.Discard = d.Discard
-		case KeyFsync:
-			c.Fsync = d.Fsync
-		case KeyCompression:
-			c.Compression = d.Compression
-		default:
+		v, ok := d.Get(key)
+		if !ok {
 			return fmt.Errorf("%w: unknown key %q (known: %s)", ErrInvalidConfig, key, strings.Join(TopicConfigKeys, ", "))
 		}
-		return nil
+		value = &v
 	}
 	v := *value
 	number := func(dst *int64, lo, hi int64) error {

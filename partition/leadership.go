@@ -1,6 +1,10 @@
 package partition
 
-import "github.com/hashicorp/raft"
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+)
 
 // watchLeadership follows Raft's view of the leader. When this replica
 // becomes leader it waits (Barrier) until it has applied every entry of
@@ -39,13 +43,10 @@ func (p *Partition) watchLeadership() {
 				p.cfg.OnLeaderChange(info)
 			}
 		}
-		retry := p.raft.State() == raft.Leader && !p.ready.Load()
-		var timer <-chan struct{}
-		if retry {
-			// The barrier timed out: try again right away.
-			c := make(chan struct{})
-			close(c)
-			timer = c
+		var timer <-chan time.Time
+		if p.raft.State() == raft.Leader && !p.ready.Load() {
+			// The barrier failed: try again soon, not in a tight loop.
+			timer = time.After(10 * time.Millisecond)
 		}
 		select {
 		case <-p.stop:
