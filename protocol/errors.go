@@ -93,6 +93,14 @@ const (
 	CodeNotController            ErrorCode = 19
 	CodeMessageTooLarge          ErrorCode = 20
 	CodeBrokerShuttingDown       ErrorCode = 21
+
+	// Consumer group codes start at 30.
+	CodeInvalidGroupID      ErrorCode = 30
+	CodeGroupIDNotFound     ErrorCode = 31
+	CodeUnknownMemberID     ErrorCode = 32
+	CodeFencedMemberEpoch   ErrorCode = 33
+	CodeNonEmptyGroup       ErrorCode = 34
+	CodeUnsupportedAssignor ErrorCode = 35
 )
 
 // codeInfo is one row of the error code table.
@@ -129,6 +137,12 @@ var codeTable = map[ErrorCode]codeInfo{
 	CodeNotController:            {"NotController", true, "this broker is not the metadata controller; ask another broker"},
 	CodeMessageTooLarge:          {"MessageTooLarge", false, "a record batch is larger than the topic or broker allows"},
 	CodeBrokerShuttingDown:       {"BrokerShuttingDown", true, "the broker is shutting down; send the request to another broker"},
+	CodeInvalidGroupID:           {"InvalidGroupID", false, "the group id is empty or too long"},
+	CodeGroupIDNotFound:          {"GroupIDNotFound", false, "the coordinator knows no group with this id (no members, no committed offsets)"},
+	CodeUnknownMemberID:          {"UnknownMemberID", false, "the group has no member with this id (it left or its session expired); rejoin with member epoch 0"},
+	CodeFencedMemberEpoch:        {"FencedMemberEpoch", false, "the member's epoch is stale or it no longer owns the partition; it must stop using the partition and heartbeat (or rejoin) for its current assignment"},
+	CodeNonEmptyGroup:            {"NonEmptyGroup", false, "the group has members; the operation needs an empty group"},
+	CodeUnsupportedAssignor:      {"UnsupportedAssignor", false, "the broker has no server-side assignor with this name"},
 }
 
 // String returns the code's name, or "ErrorCode(n)" for a code this package
@@ -208,6 +222,12 @@ var (
 	ErrNotController            = &Error{Code: CodeNotController}
 	ErrMessageTooLarge          = &Error{Code: CodeMessageTooLarge}
 	ErrBrokerShuttingDown       = &Error{Code: CodeBrokerShuttingDown}
+	ErrInvalidGroupID           = &Error{Code: CodeInvalidGroupID}
+	ErrGroupIDNotFound          = &Error{Code: CodeGroupIDNotFound}
+	ErrUnknownMemberID          = &Error{Code: CodeUnknownMemberID}
+	ErrFencedMemberEpoch        = &Error{Code: CodeFencedMemberEpoch}
+	ErrNonEmptyGroup            = &Error{Code: CodeNonEmptyGroup}
+	ErrUnsupportedAssignor      = &Error{Code: CodeUnsupportedAssignor}
 )
 
 // ErrorForCode returns the error for a response's error code and message:

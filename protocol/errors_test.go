@@ -39,6 +39,12 @@ func TestErrorCodes(t *testing.T) {
 		{CodeNotController, 19, "NotController", true, ErrNotController},
 		{CodeMessageTooLarge, 20, "MessageTooLarge", false, ErrMessageTooLarge},
 		{CodeBrokerShuttingDown, 21, "BrokerShuttingDown", true, ErrBrokerShuttingDown},
+		{CodeInvalidGroupID, 30, "InvalidGroupID", false, ErrInvalidGroupID},
+		{CodeGroupIDNotFound, 31, "GroupIDNotFound", false, ErrGroupIDNotFound},
+		{CodeUnknownMemberID, 32, "UnknownMemberID", false, ErrUnknownMemberID},
+		{CodeFencedMemberEpoch, 33, "FencedMemberEpoch", false, ErrFencedMemberEpoch},
+		{CodeNonEmptyGroup, 34, "NonEmptyGroup", false, ErrNonEmptyGroup},
+		{CodeUnsupportedAssignor, 35, "UnsupportedAssignor", false, ErrUnsupportedAssignor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if int16(tc.code) != tc.value || tc.code.String() != tc.name || tc.code.Retriable() != tc.retriable ||
@@ -70,8 +76,8 @@ func TestErrorCodes(t *testing.T) {
 			}
 		})
 	}
-	if len(codeTable) != 22 {
-		t.Fatalf("the table has %d codes, the test 22", len(codeTable))
+	if len(codeTable) != 28 {
+		t.Fatalf("the table has %d codes, the test 28", len(codeTable))
 	}
 }
 

@@ -33,7 +33,7 @@ func TestRequestFrameRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustEqual(t, h, RequestHeader{APIKey: req.Key(), APIVersion: 0, CorrelationID: 77, ClientID: "client-1"})
+			mustEqual(t, h, RequestHeader{APIKey: req.Key(), APIVersion: req.GetVersion(), CorrelationID: 77, ClientID: "client-1"})
 			mustEqual(t, got, req)
 		})
 	}

@@ -145,6 +145,67 @@ func sampleMessages() []sample {
 		{"InitProducerIDResponse", &InitProducerIDResponse{ProducerID: 1<<40 + 17, ProducerEpoch: 3}},
 		{"InitProducerIDResponse/error", &InitProducerIDResponse{ErrorCode: CodeNotController, ErrorMessage: str("try node 1"),
 			ProducerID: -1, ProducerEpoch: -1}},
+
+		{"FetchRequest/v1", &FetchRequest{Version: 1, MaxWaitMs: 500, MinBytes: 1, MaxBytes: 1 << 20, Topics: []FetchRequestTopic{
+			{Name: "orders", Partitions: []FetchRequestPartition{{Partition: 2, FetchOffset: 40, PartitionMaxBytes: 1 << 20}}},
+		}, GroupID: str("billing"), MemberID: "m-1", MemberEpoch: 7}},
+		{"FetchRequest/v1-no-group", &FetchRequest{Version: 1, MaxWaitMs: 500, MaxBytes: 1 << 20, MemberEpoch: -1}},
+		{"FetchResponse/v1", &FetchResponse{Version: 1, Topics: []FetchResponseTopic{
+			{Name: "orders", Partitions: []FetchResponsePartition{
+				{Partition: 2, ErrorCode: CodeFencedMemberEpoch, HighWatermark: -1, LogStartOffset: -1, LeaderID: 1},
+			}},
+		}}},
+
+		{"ConsumerGroupHeartbeatRequest/join", &ConsumerGroupHeartbeatRequest{GroupID: "billing", InstanceID: str("host-1"),
+			SessionTimeoutMs: 10000, SubscribedTopicNames: []string{"orders", "payments"}, SubscribedTopicRegex: str("^audit-.*"),
+			ServerAssignor: str("uniform")}},
+		{"ConsumerGroupHeartbeatRequest/beat", &ConsumerGroupHeartbeatRequest{GroupID: "billing", MemberID: "m-1", MemberEpoch: 3,
+			Owned: []ConsumerGroupHeartbeatRequestTopic{{Topic: "orders", Partitions: []int32{0, 2, 4}}}}},
+		{"ConsumerGroupHeartbeatResponse", &ConsumerGroupHeartbeatResponse{MemberID: "m-1", MemberEpoch: 4, HeartbeatIntervalMs: 500,
+			Assignment: []ConsumerGroupHeartbeatResponseTopic{{Topic: "orders", Partitions: []int32{0, 4}}}}},
+		{"ConsumerGroupHeartbeatResponse/error", &ConsumerGroupHeartbeatResponse{ErrorCode: CodeUnknownMemberID,
+			ErrorMessage: str("session expired"), MemberID: "m-1", MemberEpoch: -1}},
+
+		{"OffsetCommitRequest", &OffsetCommitRequest{GroupID: "billing", MemberID: "m-1", MemberEpoch: 4, Topics: []OffsetCommitRequestTopic{
+			{Name: "orders", Partitions: []OffsetCommitRequestPartition{
+				{Partition: 0, CommittedOffset: 1200}, {Partition: 4, CommittedOffset: 0, CommittedMetadata: str("batch 17")},
+			}},
+		}}},
+		{"OffsetCommitResponse", &OffsetCommitResponse{Topics: []OffsetCommitResponseTopic{
+			{Name: "orders", Partitions: []OffsetCommitResponsePartition{{Partition: 0}, {Partition: 4, ErrorCode: CodeFencedMemberEpoch}}},
+		}}},
+
+		{"OffsetFetchRequest/all", &OffsetFetchRequest{GroupID: "billing"}},
+		{"OffsetFetchRequest/some", &OffsetFetchRequest{GroupID: "billing", Topics: []OffsetFetchRequestTopic{
+			{Name: "orders", Partitions: []int32{0, 1}},
+		}}},
+		{"OffsetFetchResponse", &OffsetFetchResponse{Topics: []OffsetFetchResponseTopic{
+			{Name: "orders", Partitions: []OffsetFetchResponsePartition{
+				{Partition: 0, CommittedOffset: 1200, CommittedMetadata: str("")}, {Partition: 1, CommittedOffset: -1},
+			}},
+		}}},
+
+		{"ListGroupsRequest", &ListGroupsRequest{}},
+		{"ListGroupsResponse", &ListGroupsResponse{Groups: []ListGroupsResponseGroup{
+			{GroupID: "audit", State: "Empty"}, {GroupID: "billing", State: "Stable", Members: 3},
+		}}},
+
+		{"DescribeGroupsRequest", &DescribeGroupsRequest{GroupIDs: []string{"billing", "nope"}}},
+		{"DescribeGroupsResponse", &DescribeGroupsResponse{Groups: []DescribeGroupsResponseGroup{
+			{GroupID: "billing", State: "Reconciling", GroupEpoch: 9, Assignor: "uniform", Members: []DescribeGroupsResponseMember{
+				{MemberID: "m-1", InstanceID: str("host-1"), ClientID: "weir-cli", ClientHost: "127.0.0.1:50122", MemberEpoch: 4,
+					SubscribedTopicNames: []string{"orders"}, Assignment: []DescribeGroupsResponseTopic{{Topic: "orders", Partitions: []int32{0, 4}}}},
+			}, Offsets: []DescribeGroupsResponseOffsetTopic{{Topic: "orders", Partitions: []DescribeGroupsResponseOffset{
+				{Partition: 0, CommittedOffset: 1200, HighWatermark: 1500, Lag: 300, MemberID: "m-1"},
+				{Partition: 1, CommittedOffset: -1, HighWatermark: -1, Lag: -1},
+			}}}},
+			{ErrorCode: CodeGroupIDNotFound, GroupID: "nope"},
+		}}},
+
+		{"DeleteGroupsRequest", &DeleteGroupsRequest{GroupIDs: []string{"audit", "billing"}}},
+		{"DeleteGroupsResponse", &DeleteGroupsResponse{Results: []DeleteGroupsResponseResult{
+			{GroupID: "audit"}, {GroupID: "billing", ErrorCode: CodeNonEmptyGroup},
+		}}},
 	}
 }
 

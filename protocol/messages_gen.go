@@ -42,6 +42,36 @@ const (
 	// with a sequence number per partition, so that a retried batch is written
 	// once.
 	KeyInitProducerID APIKey = 9
+	// KeyConsumerGroupHeartbeat is the key of the ConsumerGroupHeartbeat API.
+	// ConsumerGroupHeartbeat joins a consumer group, keeps a member in it, and
+	// leaves it: one API, as in Kafka's consumer group protocol (KIP-848). The
+	// coordinator (the metadata controller) computes the group's assignment and
+	// answers each member with the partitions it may consume now. A member sends
+	// it every heartbeat_interval_ms, and at once after it has given up revoked
+	// partitions. Send it to the controller (Metadata's controller_id); other
+	// brokers answer NotController.
+	KeyConsumerGroupHeartbeat APIKey = 10
+	// KeyOffsetCommit is the key of the OffsetCommit API. OffsetCommit records
+	// the offsets a consumer group has processed: for each partition, the offset
+	// of the next record to process. Send it to the controller. A member commits
+	// only partitions it owns, with its member id and epoch; a tool resets an
+	// empty group's offsets with member_id "" and member_epoch -1.
+	KeyOffsetCommit APIKey = 11
+	// KeyOffsetFetch is the key of the OffsetFetch API. OffsetFetch returns a
+	// consumer group's committed offsets. Send it to the controller.
+	KeyOffsetFetch APIKey = 12
+	// KeyListGroups is the key of the ListGroups API. ListGroups lists the
+	// consumer groups the controller knows: groups with members or committed
+	// offsets. Send it to the controller.
+	KeyListGroups APIKey = 13
+	// KeyDescribeGroups is the key of the DescribeGroups API. DescribeGroups
+	// describes consumer groups: members, assignments, committed offsets and lag.
+	// Send it to the controller.
+	KeyDescribeGroups APIKey = 14
+	// KeyDeleteGroups is the key of the DeleteGroups API. DeleteGroups deletes
+	// empty consumer groups and their committed offsets. Send it to the
+	// controller.
+	KeyDeleteGroups APIKey = 15
 )
 
 // apiTable lists every API in key order.
@@ -53,9 +83,15 @@ var apiTable = []apiInfo{
 	{KeyDescribeConfigs, "DescribeConfigs", 0, 0, func() Request { return new(DescribeConfigsRequest) }, func() Response { return new(DescribeConfigsResponse) }},
 	{KeyAlterConfigs, "AlterConfigs", 0, 0, func() Request { return new(AlterConfigsRequest) }, func() Response { return new(AlterConfigsResponse) }},
 	{KeyProduce, "Produce", 0, 0, func() Request { return new(ProduceRequest) }, func() Response { return new(ProduceResponse) }},
-	{KeyFetch, "Fetch", 0, 0, func() Request { return new(FetchRequest) }, func() Response { return new(FetchResponse) }},
+	{KeyFetch, "Fetch", 0, 1, func() Request { return new(FetchRequest) }, func() Response { return new(FetchResponse) }},
 	{KeyListOffsets, "ListOffsets", 0, 0, func() Request { return new(ListOffsetsRequest) }, func() Response { return new(ListOffsetsResponse) }},
 	{KeyInitProducerID, "InitProducerID", 0, 0, func() Request { return new(InitProducerIDRequest) }, func() Response { return new(InitProducerIDResponse) }},
+	{KeyConsumerGroupHeartbeat, "ConsumerGroupHeartbeat", 0, 0, func() Request { return new(ConsumerGroupHeartbeatRequest) }, func() Response { return new(ConsumerGroupHeartbeatResponse) }},
+	{KeyOffsetCommit, "OffsetCommit", 0, 0, func() Request { return new(OffsetCommitRequest) }, func() Response { return new(OffsetCommitResponse) }},
+	{KeyOffsetFetch, "OffsetFetch", 0, 0, func() Request { return new(OffsetFetchRequest) }, func() Response { return new(OffsetFetchResponse) }},
+	{KeyListGroups, "ListGroups", 0, 0, func() Request { return new(ListGroupsRequest) }, func() Response { return new(ListGroupsResponse) }},
+	{KeyDescribeGroups, "DescribeGroups", 0, 0, func() Request { return new(DescribeGroupsRequest) }, func() Response { return new(DescribeGroupsResponse) }},
+	{KeyDeleteGroups, "DeleteGroups", 0, 0, func() Request { return new(DeleteGroupsRequest) }, func() Response { return new(DeleteGroupsResponse) }},
 }
 
 // APIVersionsRequest is the request body of the APIVersions API (key 0,
@@ -1519,7 +1555,7 @@ func (m *ProduceResponsePartition) decode(r *Reader, version int16) {
 	m.LeaderAddress = r.ReadString()
 }
 
-// FetchRequest is the request body of the Fetch API (key 7, versions 0 to 0).
+// FetchRequest is the request body of the Fetch API (key 7, versions 0 to 1).
 // Fetch reads records from partitions, from an offset on. Send it to the
 // leader of every partition it names. The broker answers when it has min_bytes
 // of records or max_wait_ms has passed (a long poll).
@@ -1543,6 +1579,21 @@ type FetchRequest struct {
 
 	// The topics to read from. Wire: topics, array of FetchRequestTopic.
 	Topics []FetchRequestTopic
+
+	// A consumer group member fetching the partitions assigned to it names its
+	// group (null when not in a group), member id and member epoch: the broker
+	// then answers UnknownMemberID or FencedMemberEpoch for a partition the
+	// member no longer owns, so a member the group has moved on from (a zombie)
+	// stops reading. Wire: group_id, nullable string, since version 1.
+	GroupID *string
+
+	// The member's id, "" when group_id is null. Wire: member_id, string, since
+	// version 1.
+	MemberID string
+
+	// The member's epoch, -1 when group_id is null. Wire: member_epoch, int32,
+	// since version 1.
+	MemberEpoch int32
 }
 
 // Key returns KeyFetch.
@@ -1587,6 +1638,11 @@ func (m *FetchRequest) encode(w *Writer, version int16) {
 	for i := range m.Topics {
 		m.Topics[i].encode(w, version)
 	}
+	if version >= 1 {
+		w.PutNullableString(m.GroupID)
+		w.PutString(m.MemberID)
+		w.PutInt32(m.MemberEpoch)
+	}
 }
 
 func (m *FetchRequest) decode(r *Reader, version int16) {
@@ -1598,6 +1654,11 @@ func (m *FetchRequest) decode(r *Reader, version int16) {
 		for i := range m.Topics {
 			m.Topics[i].decode(r, version)
 		}
+	}
+	if version >= 1 {
+		m.GroupID = r.ReadNullableString()
+		m.MemberID = r.ReadString()
+		m.MemberEpoch = r.ReadInt32()
 	}
 }
 
@@ -1657,7 +1718,7 @@ func (m *FetchRequestPartition) decode(r *Reader, version int16) {
 }
 
 // FetchResponse is the response body of the Fetch API (key 7, versions 0 to
-// 0).
+// 1).
 type FetchResponse struct {
 	// Version is the version the body is encoded and decoded at. It is not
 	// in the body: a request's header carries it, and a response has its
@@ -1755,7 +1816,8 @@ type FetchResponsePartition struct {
 	Partition int32
 
 	// None, OffsetOutOfRange, NotLeader, LeaderNotAvailable,
-	// UnknownTopicOrPartition. Wire: error_code, int16.
+	// UnknownTopicOrPartition; from version 1, UnknownMemberID and
+	// FencedMemberEpoch. Wire: error_code, int16.
 	ErrorCode ErrorCode
 
 	// Details, or null. Wire: error_message, nullable string.
@@ -2184,4 +2246,1429 @@ func (m *InitProducerIDResponse) decode(r *Reader, version int16) {
 	m.ErrorMessage = r.ReadNullableString()
 	m.ProducerID = r.ReadInt64()
 	m.ProducerEpoch = r.ReadInt16()
+}
+
+// ConsumerGroupHeartbeatRequest is the request body of the
+// ConsumerGroupHeartbeat API (key 10, versions 0 to 0). ConsumerGroupHeartbeat
+// joins a consumer group, keeps a member in it, and leaves it: one API, as in
+// Kafka's consumer group protocol (KIP-848). The coordinator (the metadata
+// controller) computes the group's assignment and answers each member with the
+// partitions it may consume now. A member sends it every
+// heartbeat_interval_ms, and at once after it has given up revoked partitions.
+// Send it to the controller (Metadata's controller_id); other brokers answer
+// NotController.
+type ConsumerGroupHeartbeatRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The group's id. Wire: group_id, string.
+	GroupID string
+
+	// The member's id: "" to join (the coordinator picks one), then the id the
+	// coordinator returned. Wire: member_id, string.
+	MemberID string
+
+	// 0 to join; -1 to leave; else the member epoch the last response gave. Wire:
+	// member_epoch, int32.
+	MemberEpoch int32
+
+	// A static member's id, stable across restarts of the member: a member
+	// joining with the instance id of a current member takes over its partitions
+	// (and fences the old member) without a rebalance. Null for a dynamic member.
+	// Wire: instance_id, nullable string.
+	InstanceID *string
+
+	// How long the coordinator waits for a heartbeat before it removes the member
+	// and gives its partitions to others, in ms; 0 for the broker's default.
+	// Clamped to the broker's bounds. Wire: session_timeout_ms, int32.
+	SessionTimeoutMs int32
+
+	// The topics the member subscribes to; null for no change (it must be set
+	// when joining, with subscribed_topic_regex or alone). Wire:
+	// subscribed_topic_names, nullable array of string.
+	SubscribedTopicNames []string
+
+	// A regular expression (RE2, matched against the whole name) for further
+	// topics to subscribe to, including topics created later; null for no change,
+	// "" for none. Wire: subscribed_topic_regex, nullable string.
+	SubscribedTopicRegex *string
+
+	// The server-side assignor: "uniform" (balanced and sticky, the default) or
+	// "range"; null for no change. Wire: server_assignor, nullable string.
+	ServerAssignor *string
+
+	// The partitions the member holds now. A revoked partition counts as given
+	// back once it is missing from this list. Wire: owned, array of
+	// ConsumerGroupHeartbeatRequestTopic.
+	Owned []ConsumerGroupHeartbeatRequestTopic
+}
+
+// Key returns KeyConsumerGroupHeartbeat.
+func (*ConsumerGroupHeartbeatRequest) Key() APIKey { return KeyConsumerGroupHeartbeat }
+
+// GetVersion returns m.Version.
+func (m *ConsumerGroupHeartbeatRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ConsumerGroupHeartbeatRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty ConsumerGroupHeartbeatResponse at m's version.
+func (m *ConsumerGroupHeartbeatRequest) ResponseKind() Response {
+	return &ConsumerGroupHeartbeatResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ConsumerGroupHeartbeatRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ConsumerGroupHeartbeatRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ConsumerGroupHeartbeatRequest) Decode(r *Reader) error {
+	*m = ConsumerGroupHeartbeatRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ConsumerGroupHeartbeatRequest) encode(w *Writer, version int16) {
+	w.PutString(m.GroupID)
+	w.PutString(m.MemberID)
+	w.PutInt32(m.MemberEpoch)
+	w.PutNullableString(m.InstanceID)
+	w.PutInt32(m.SessionTimeoutMs)
+	if m.SubscribedTopicNames == nil {
+		w.PutArrayLen(-1)
+	} else {
+		w.PutArrayLen(len(m.SubscribedTopicNames))
+		for i := range m.SubscribedTopicNames {
+			w.PutString(m.SubscribedTopicNames[i])
+		}
+	}
+	w.PutNullableString(m.SubscribedTopicRegex)
+	w.PutNullableString(m.ServerAssignor)
+	w.PutArrayLen(len(m.Owned))
+	for i := range m.Owned {
+		m.Owned[i].encode(w, version)
+	}
+}
+
+func (m *ConsumerGroupHeartbeatRequest) decode(r *Reader, version int16) {
+	m.GroupID = r.ReadString()
+	m.MemberID = r.ReadString()
+	m.MemberEpoch = r.ReadInt32()
+	m.InstanceID = r.ReadNullableString()
+	m.SessionTimeoutMs = r.ReadInt32()
+	if n := r.ReadArrayLen(2); n >= 0 {
+		m.SubscribedTopicNames = make([]string, n)
+		for i := range m.SubscribedTopicNames {
+			m.SubscribedTopicNames[i] = r.ReadString()
+		}
+	}
+	m.SubscribedTopicRegex = r.ReadNullableString()
+	m.ServerAssignor = r.ReadNullableString()
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Owned = make([]ConsumerGroupHeartbeatRequestTopic, n)
+		for i := range m.Owned {
+			m.Owned[i].decode(r, version)
+		}
+	}
+}
+
+// ConsumerGroupHeartbeatRequestTopic is an element of
+// ConsumerGroupHeartbeatRequest.Owned. The partitions the member holds now. A
+// revoked partition counts as given back once it is missing from this list.
+type ConsumerGroupHeartbeatRequestTopic struct {
+	// A topic's name. Wire: topic, string.
+	Topic string
+
+	// Its partitions the member holds. Wire: partitions, array of int32.
+	Partitions []int32
+}
+
+func (m *ConsumerGroupHeartbeatRequestTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		w.PutInt32(m.Partitions[i])
+	}
+}
+
+func (m *ConsumerGroupHeartbeatRequestTopic) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Partitions = make([]int32, n)
+		for i := range m.Partitions {
+			m.Partitions[i] = r.ReadInt32()
+		}
+	}
+}
+
+// ConsumerGroupHeartbeatResponse is the response body of the
+// ConsumerGroupHeartbeat API (key 10, versions 0 to 0).
+type ConsumerGroupHeartbeatResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, InvalidRequest, InvalidGroupID, UnknownMemberID
+	// (rejoin with epoch 0), FencedMemberEpoch (rejoin with epoch 0),
+	// UnsupportedAssignor, RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The member's id. Wire: member_id, string.
+	MemberID string
+
+	// The member's epoch, to send in the next heartbeat, commits and fetches; -1
+	// after leaving. Wire: member_epoch, int32.
+	MemberEpoch int32
+
+	// When to send the next heartbeat. Wire: heartbeat_interval_ms, int32.
+	HeartbeatIntervalMs int32
+
+	// Every partition the member may consume now. A partition the member holds
+	// but that is missing here is revoked: the member commits what it has
+	// processed of it, stops, and says so in its next heartbeat. Wire:
+	// assignment, array of ConsumerGroupHeartbeatResponseTopic.
+	Assignment []ConsumerGroupHeartbeatResponseTopic
+}
+
+// Key returns KeyConsumerGroupHeartbeat.
+func (*ConsumerGroupHeartbeatResponse) Key() APIKey { return KeyConsumerGroupHeartbeat }
+
+// GetVersion returns m.Version.
+func (m *ConsumerGroupHeartbeatResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ConsumerGroupHeartbeatResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty ConsumerGroupHeartbeatRequest at m's version.
+func (m *ConsumerGroupHeartbeatResponse) RequestKind() Request {
+	return &ConsumerGroupHeartbeatRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ConsumerGroupHeartbeatResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ConsumerGroupHeartbeatResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ConsumerGroupHeartbeatResponse) Decode(r *Reader) error {
+	*m = ConsumerGroupHeartbeatResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ConsumerGroupHeartbeatResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutString(m.MemberID)
+	w.PutInt32(m.MemberEpoch)
+	w.PutInt32(m.HeartbeatIntervalMs)
+	w.PutArrayLen(len(m.Assignment))
+	for i := range m.Assignment {
+		m.Assignment[i].encode(w, version)
+	}
+}
+
+func (m *ConsumerGroupHeartbeatResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.MemberID = r.ReadString()
+	m.MemberEpoch = r.ReadInt32()
+	m.HeartbeatIntervalMs = r.ReadInt32()
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Assignment = make([]ConsumerGroupHeartbeatResponseTopic, n)
+		for i := range m.Assignment {
+			m.Assignment[i].decode(r, version)
+		}
+	}
+}
+
+// ConsumerGroupHeartbeatResponseTopic is an element of
+// ConsumerGroupHeartbeatResponse.Assignment. Every partition the member may
+// consume now. A partition the member holds but that is missing here is
+// revoked: the member commits what it has processed of it, stops, and says so
+// in its next heartbeat.
+type ConsumerGroupHeartbeatResponseTopic struct {
+	// A topic's name. Wire: topic, string.
+	Topic string
+
+	// Its partitions assigned to the member. Wire: partitions, array of int32.
+	Partitions []int32
+}
+
+func (m *ConsumerGroupHeartbeatResponseTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		w.PutInt32(m.Partitions[i])
+	}
+}
+
+func (m *ConsumerGroupHeartbeatResponseTopic) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Partitions = make([]int32, n)
+		for i := range m.Partitions {
+			m.Partitions[i] = r.ReadInt32()
+		}
+	}
+}
+
+// OffsetCommitRequest is the request body of the OffsetCommit API (key 11,
+// versions 0 to 0). OffsetCommit records the offsets a consumer group has
+// processed: for each partition, the offset of the next record to process.
+// Send it to the controller. A member commits only partitions it owns, with
+// its member id and epoch; a tool resets an empty group's offsets with
+// member_id "" and member_epoch -1.
+type OffsetCommitRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The group's id. Wire: group_id, string.
+	GroupID string
+
+	// The committing member's id, "" for none. Wire: member_id, string.
+	MemberID string
+
+	// The member's epoch, -1 for none. Wire: member_epoch, int32.
+	MemberEpoch int32
+
+	// The offsets to commit. Wire: topics, array of OffsetCommitRequestTopic.
+	Topics []OffsetCommitRequestTopic
+}
+
+// Key returns KeyOffsetCommit.
+func (*OffsetCommitRequest) Key() APIKey { return KeyOffsetCommit }
+
+// GetVersion returns m.Version.
+func (m *OffsetCommitRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *OffsetCommitRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty OffsetCommitResponse at m's version.
+func (m *OffsetCommitRequest) ResponseKind() Response {
+	return &OffsetCommitResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *OffsetCommitRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *OffsetCommitRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *OffsetCommitRequest) Decode(r *Reader) error {
+	*m = OffsetCommitRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *OffsetCommitRequest) encode(w *Writer, version int16) {
+	w.PutString(m.GroupID)
+	w.PutString(m.MemberID)
+	w.PutInt32(m.MemberEpoch)
+	w.PutArrayLen(len(m.Topics))
+	for i := range m.Topics {
+		m.Topics[i].encode(w, version)
+	}
+}
+
+func (m *OffsetCommitRequest) decode(r *Reader, version int16) {
+	m.GroupID = r.ReadString()
+	m.MemberID = r.ReadString()
+	m.MemberEpoch = r.ReadInt32()
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Topics = make([]OffsetCommitRequestTopic, n)
+		for i := range m.Topics {
+			m.Topics[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetCommitRequestTopic is an element of OffsetCommitRequest.Topics. The
+// offsets to commit.
+type OffsetCommitRequestTopic struct {
+	// The topic's name. Wire: name, string.
+	Name string
+
+	// The partitions to commit, each at most once. Wire: partitions, array of
+	// OffsetCommitRequestPartition.
+	Partitions []OffsetCommitRequestPartition
+}
+
+func (m *OffsetCommitRequestTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Name)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		m.Partitions[i].encode(w, version)
+	}
+}
+
+func (m *OffsetCommitRequestTopic) decode(r *Reader, version int16) {
+	m.Name = r.ReadString()
+	if n := r.ReadArrayLen(14); n > 0 {
+		m.Partitions = make([]OffsetCommitRequestPartition, n)
+		for i := range m.Partitions {
+			m.Partitions[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetCommitRequestPartition is an element of
+// OffsetCommitRequestTopic.Partitions. The partitions to commit, each at most
+// once.
+type OffsetCommitRequestPartition struct {
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The next offset to process, >= 0. Wire: committed_offset, int64.
+	CommittedOffset int64
+
+	// Free text kept with the offset. Wire: committed_metadata, nullable string.
+	CommittedMetadata *string
+}
+
+func (m *OffsetCommitRequestPartition) encode(w *Writer, version int16) {
+	w.PutInt32(m.Partition)
+	w.PutInt64(m.CommittedOffset)
+	w.PutNullableString(m.CommittedMetadata)
+}
+
+func (m *OffsetCommitRequestPartition) decode(r *Reader, version int16) {
+	m.Partition = r.ReadInt32()
+	m.CommittedOffset = r.ReadInt64()
+	m.CommittedMetadata = r.ReadNullableString()
+}
+
+// OffsetCommitResponse is the response body of the OffsetCommit API (key 11,
+// versions 0 to 0).
+type OffsetCommitResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// One result per topic of the request. Wire: topics, array of
+	// OffsetCommitResponseTopic.
+	Topics []OffsetCommitResponseTopic
+}
+
+// Key returns KeyOffsetCommit.
+func (*OffsetCommitResponse) Key() APIKey { return KeyOffsetCommit }
+
+// GetVersion returns m.Version.
+func (m *OffsetCommitResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *OffsetCommitResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty OffsetCommitRequest at m's version.
+func (m *OffsetCommitResponse) RequestKind() Request { return &OffsetCommitRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *OffsetCommitResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *OffsetCommitResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *OffsetCommitResponse) Decode(r *Reader) error {
+	*m = OffsetCommitResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *OffsetCommitResponse) encode(w *Writer, version int16) {
+	w.PutArrayLen(len(m.Topics))
+	for i := range m.Topics {
+		m.Topics[i].encode(w, version)
+	}
+}
+
+func (m *OffsetCommitResponse) decode(r *Reader, version int16) {
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Topics = make([]OffsetCommitResponseTopic, n)
+		for i := range m.Topics {
+			m.Topics[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetCommitResponseTopic is an element of OffsetCommitResponse.Topics. One
+// result per topic of the request.
+type OffsetCommitResponseTopic struct {
+	// The topic's name. Wire: name, string.
+	Name string
+
+	// One result per partition of the request. Wire: partitions, array of
+	// OffsetCommitResponsePartition.
+	Partitions []OffsetCommitResponsePartition
+}
+
+func (m *OffsetCommitResponseTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Name)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		m.Partitions[i].encode(w, version)
+	}
+}
+
+func (m *OffsetCommitResponseTopic) decode(r *Reader, version int16) {
+	m.Name = r.ReadString()
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Partitions = make([]OffsetCommitResponsePartition, n)
+		for i := range m.Partitions {
+			m.Partitions[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetCommitResponsePartition is an element of
+// OffsetCommitResponseTopic.Partitions. One result per partition of the
+// request.
+type OffsetCommitResponsePartition struct {
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// None, NotController, InvalidGroupID, UnknownMemberID, FencedMemberEpoch
+	// (the member does not own the partition), NonEmptyGroup (a commit without a
+	// member while the group has members), UnknownTopicOrPartition,
+	// InvalidRequest, RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+}
+
+func (m *OffsetCommitResponsePartition) encode(w *Writer, version int16) {
+	w.PutInt32(m.Partition)
+	w.PutInt16(int16(m.ErrorCode))
+}
+
+func (m *OffsetCommitResponsePartition) decode(r *Reader, version int16) {
+	m.Partition = r.ReadInt32()
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+}
+
+// OffsetFetchRequest is the request body of the OffsetFetch API (key 12,
+// versions 0 to 0). OffsetFetch returns a consumer group's committed offsets.
+// Send it to the controller.
+type OffsetFetchRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The group's id. Wire: group_id, string.
+	GroupID string
+
+	// The partitions to look up; null for every partition the group has
+	// committed. Wire: topics, nullable array of OffsetFetchRequestTopic.
+	Topics []OffsetFetchRequestTopic
+}
+
+// Key returns KeyOffsetFetch.
+func (*OffsetFetchRequest) Key() APIKey { return KeyOffsetFetch }
+
+// GetVersion returns m.Version.
+func (m *OffsetFetchRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *OffsetFetchRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty OffsetFetchResponse at m's version.
+func (m *OffsetFetchRequest) ResponseKind() Response { return &OffsetFetchResponse{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *OffsetFetchRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *OffsetFetchRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *OffsetFetchRequest) Decode(r *Reader) error {
+	*m = OffsetFetchRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *OffsetFetchRequest) encode(w *Writer, version int16) {
+	w.PutString(m.GroupID)
+	if m.Topics == nil {
+		w.PutArrayLen(-1)
+	} else {
+		w.PutArrayLen(len(m.Topics))
+		for i := range m.Topics {
+			m.Topics[i].encode(w, version)
+		}
+	}
+}
+
+func (m *OffsetFetchRequest) decode(r *Reader, version int16) {
+	m.GroupID = r.ReadString()
+	if n := r.ReadArrayLen(6); n >= 0 {
+		m.Topics = make([]OffsetFetchRequestTopic, n)
+		for i := range m.Topics {
+			m.Topics[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetFetchRequestTopic is an element of OffsetFetchRequest.Topics. The
+// partitions to look up; null for every partition the group has committed.
+type OffsetFetchRequestTopic struct {
+	// The topic's name. Wire: name, string.
+	Name string
+
+	// The partitions to look up. Wire: partitions, array of int32.
+	Partitions []int32
+}
+
+func (m *OffsetFetchRequestTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Name)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		w.PutInt32(m.Partitions[i])
+	}
+}
+
+func (m *OffsetFetchRequestTopic) decode(r *Reader, version int16) {
+	m.Name = r.ReadString()
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Partitions = make([]int32, n)
+		for i := range m.Partitions {
+			m.Partitions[i] = r.ReadInt32()
+		}
+	}
+}
+
+// OffsetFetchResponse is the response body of the OffsetFetch API (key 12,
+// versions 0 to 0).
+type OffsetFetchResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, InvalidGroupID. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// One result per partition asked for (or committed). Wire: topics, array of
+	// OffsetFetchResponseTopic.
+	Topics []OffsetFetchResponseTopic
+}
+
+// Key returns KeyOffsetFetch.
+func (*OffsetFetchResponse) Key() APIKey { return KeyOffsetFetch }
+
+// GetVersion returns m.Version.
+func (m *OffsetFetchResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *OffsetFetchResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty OffsetFetchRequest at m's version.
+func (m *OffsetFetchResponse) RequestKind() Request { return &OffsetFetchRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *OffsetFetchResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *OffsetFetchResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *OffsetFetchResponse) Decode(r *Reader) error {
+	*m = OffsetFetchResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *OffsetFetchResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutArrayLen(len(m.Topics))
+	for i := range m.Topics {
+		m.Topics[i].encode(w, version)
+	}
+}
+
+func (m *OffsetFetchResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Topics = make([]OffsetFetchResponseTopic, n)
+		for i := range m.Topics {
+			m.Topics[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetFetchResponseTopic is an element of OffsetFetchResponse.Topics. One
+// result per partition asked for (or committed).
+type OffsetFetchResponseTopic struct {
+	// The topic's name. Wire: name, string.
+	Name string
+
+	// Wire: partitions, array of OffsetFetchResponsePartition.
+	Partitions []OffsetFetchResponsePartition
+}
+
+func (m *OffsetFetchResponseTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Name)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		m.Partitions[i].encode(w, version)
+	}
+}
+
+func (m *OffsetFetchResponseTopic) decode(r *Reader, version int16) {
+	m.Name = r.ReadString()
+	if n := r.ReadArrayLen(16); n > 0 {
+		m.Partitions = make([]OffsetFetchResponsePartition, n)
+		for i := range m.Partitions {
+			m.Partitions[i].decode(r, version)
+		}
+	}
+}
+
+// OffsetFetchResponsePartition is an element of
+// OffsetFetchResponseTopic.Partitions.
+type OffsetFetchResponsePartition struct {
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The committed offset, -1 if none. Wire: committed_offset, int64.
+	CommittedOffset int64
+
+	// The metadata committed with it. Wire: committed_metadata, nullable string.
+	CommittedMetadata *string
+
+	// None, UnknownTopicOrPartition. Wire: error_code, int16.
+	ErrorCode ErrorCode
+}
+
+func (m *OffsetFetchResponsePartition) encode(w *Writer, version int16) {
+	w.PutInt32(m.Partition)
+	w.PutInt64(m.CommittedOffset)
+	w.PutNullableString(m.CommittedMetadata)
+	w.PutInt16(int16(m.ErrorCode))
+}
+
+func (m *OffsetFetchResponsePartition) decode(r *Reader, version int16) {
+	m.Partition = r.ReadInt32()
+	m.CommittedOffset = r.ReadInt64()
+	m.CommittedMetadata = r.ReadNullableString()
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+}
+
+// ListGroupsRequest is the request body of the ListGroups API (key 13,
+// versions 0 to 0). ListGroups lists the consumer groups the controller knows:
+// groups with members or committed offsets. Send it to the controller.
+type ListGroupsRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+}
+
+// Key returns KeyListGroups.
+func (*ListGroupsRequest) Key() APIKey { return KeyListGroups }
+
+// GetVersion returns m.Version.
+func (m *ListGroupsRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ListGroupsRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty ListGroupsResponse at m's version.
+func (m *ListGroupsRequest) ResponseKind() Response { return &ListGroupsResponse{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ListGroupsRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ListGroupsRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ListGroupsRequest) Decode(r *Reader) error {
+	*m = ListGroupsRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ListGroupsRequest) encode(w *Writer, version int16) {
+	_ = version
+}
+
+func (m *ListGroupsRequest) decode(r *Reader, version int16) {
+	_ = version
+}
+
+// ListGroupsResponse is the response body of the ListGroups API (key 13,
+// versions 0 to 0).
+type ListGroupsResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// The groups, sorted by id. Wire: groups, array of ListGroupsResponseGroup.
+	Groups []ListGroupsResponseGroup
+}
+
+// Key returns KeyListGroups.
+func (*ListGroupsResponse) Key() APIKey { return KeyListGroups }
+
+// GetVersion returns m.Version.
+func (m *ListGroupsResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ListGroupsResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty ListGroupsRequest at m's version.
+func (m *ListGroupsResponse) RequestKind() Request { return &ListGroupsRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ListGroupsResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ListGroupsResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ListGroupsResponse) Decode(r *Reader) error {
+	*m = ListGroupsResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ListGroupsResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutArrayLen(len(m.Groups))
+	for i := range m.Groups {
+		m.Groups[i].encode(w, version)
+	}
+}
+
+func (m *ListGroupsResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	if n := r.ReadArrayLen(8); n > 0 {
+		m.Groups = make([]ListGroupsResponseGroup, n)
+		for i := range m.Groups {
+			m.Groups[i].decode(r, version)
+		}
+	}
+}
+
+// ListGroupsResponseGroup is an element of ListGroupsResponse.Groups. The
+// groups, sorted by id.
+type ListGroupsResponseGroup struct {
+	// The group's id. Wire: group_id, string.
+	GroupID string
+
+	// Empty (no members), Reconciling (members are taking or giving back
+	// partitions) or Stable. Wire: state, string.
+	State string
+
+	// The number of members. Wire: members, int32.
+	Members int32
+}
+
+func (m *ListGroupsResponseGroup) encode(w *Writer, version int16) {
+	w.PutString(m.GroupID)
+	w.PutString(m.State)
+	w.PutInt32(m.Members)
+}
+
+func (m *ListGroupsResponseGroup) decode(r *Reader, version int16) {
+	m.GroupID = r.ReadString()
+	m.State = r.ReadString()
+	m.Members = r.ReadInt32()
+}
+
+// DescribeGroupsRequest is the request body of the DescribeGroups API (key 14,
+// versions 0 to 0). DescribeGroups describes consumer groups: members,
+// assignments, committed offsets and lag. Send it to the controller.
+type DescribeGroupsRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The groups to describe. Wire: group_ids, array of string.
+	GroupIDs []string
+}
+
+// Key returns KeyDescribeGroups.
+func (*DescribeGroupsRequest) Key() APIKey { return KeyDescribeGroups }
+
+// GetVersion returns m.Version.
+func (m *DescribeGroupsRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *DescribeGroupsRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty DescribeGroupsResponse at m's version.
+func (m *DescribeGroupsRequest) ResponseKind() Response {
+	return &DescribeGroupsResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *DescribeGroupsRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *DescribeGroupsRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *DescribeGroupsRequest) Decode(r *Reader) error {
+	*m = DescribeGroupsRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *DescribeGroupsRequest) encode(w *Writer, version int16) {
+	w.PutArrayLen(len(m.GroupIDs))
+	for i := range m.GroupIDs {
+		w.PutString(m.GroupIDs[i])
+	}
+}
+
+func (m *DescribeGroupsRequest) decode(r *Reader, version int16) {
+	if n := r.ReadArrayLen(2); n > 0 {
+		m.GroupIDs = make([]string, n)
+		for i := range m.GroupIDs {
+			m.GroupIDs[i] = r.ReadString()
+		}
+	}
+}
+
+// DescribeGroupsResponse is the response body of the DescribeGroups API (key
+// 14, versions 0 to 0).
+type DescribeGroupsResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// One result per group of the request. Wire: groups, array of
+	// DescribeGroupsResponseGroup.
+	Groups []DescribeGroupsResponseGroup
+}
+
+// Key returns KeyDescribeGroups.
+func (*DescribeGroupsResponse) Key() APIKey { return KeyDescribeGroups }
+
+// GetVersion returns m.Version.
+func (m *DescribeGroupsResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *DescribeGroupsResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty DescribeGroupsRequest at m's version.
+func (m *DescribeGroupsResponse) RequestKind() Request {
+	return &DescribeGroupsRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *DescribeGroupsResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *DescribeGroupsResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *DescribeGroupsResponse) Decode(r *Reader) error {
+	*m = DescribeGroupsResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *DescribeGroupsResponse) encode(w *Writer, version int16) {
+	w.PutArrayLen(len(m.Groups))
+	for i := range m.Groups {
+		m.Groups[i].encode(w, version)
+	}
+}
+
+func (m *DescribeGroupsResponse) decode(r *Reader, version int16) {
+	if n := r.ReadArrayLen(20); n > 0 {
+		m.Groups = make([]DescribeGroupsResponseGroup, n)
+		for i := range m.Groups {
+			m.Groups[i].decode(r, version)
+		}
+	}
+}
+
+// DescribeGroupsResponseGroup is an element of DescribeGroupsResponse.Groups.
+// One result per group of the request.
+type DescribeGroupsResponseGroup struct {
+	// None, NotController, GroupIDNotFound, InvalidGroupID. Wire: error_code,
+	// int16.
+	ErrorCode ErrorCode
+
+	// The group's id. Wire: group_id, string.
+	GroupID string
+
+	// Empty, Reconciling or Stable (see ListGroups). Wire: state, string.
+	State string
+
+	// Increases at every change of membership, subscriptions or subscribed
+	// topics. Wire: group_epoch, int32.
+	GroupEpoch int32
+
+	// The group's server-side assignor. Wire: assignor, string.
+	Assignor string
+
+	// The members, sorted by member id. Wire: members, array of
+	// DescribeGroupsResponseMember.
+	Members []DescribeGroupsResponseMember
+
+	// Committed offsets, by topic and partition, for every partition the group
+	// has committed or is assigned. Wire: offsets, array of
+	// DescribeGroupsResponseOffsetTopic.
+	Offsets []DescribeGroupsResponseOffsetTopic
+}
+
+func (m *DescribeGroupsResponseGroup) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutString(m.GroupID)
+	w.PutString(m.State)
+	w.PutInt32(m.GroupEpoch)
+	w.PutString(m.Assignor)
+	w.PutArrayLen(len(m.Members))
+	for i := range m.Members {
+		m.Members[i].encode(w, version)
+	}
+	w.PutArrayLen(len(m.Offsets))
+	for i := range m.Offsets {
+		m.Offsets[i].encode(w, version)
+	}
+}
+
+func (m *DescribeGroupsResponseGroup) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.GroupID = r.ReadString()
+	m.State = r.ReadString()
+	m.GroupEpoch = r.ReadInt32()
+	m.Assignor = r.ReadString()
+	if n := r.ReadArrayLen(22); n > 0 {
+		m.Members = make([]DescribeGroupsResponseMember, n)
+		for i := range m.Members {
+			m.Members[i].decode(r, version)
+		}
+	}
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Offsets = make([]DescribeGroupsResponseOffsetTopic, n)
+		for i := range m.Offsets {
+			m.Offsets[i].decode(r, version)
+		}
+	}
+}
+
+// DescribeGroupsResponseMember is an element of
+// DescribeGroupsResponseGroup.Members. The members, sorted by member id.
+type DescribeGroupsResponseMember struct {
+	// The member's id. Wire: member_id, string.
+	MemberID string
+
+	// Its static id, or null. Wire: instance_id, nullable string.
+	InstanceID *string
+
+	// The client id of its last heartbeat. Wire: client_id, string.
+	ClientID string
+
+	// The address its last heartbeat came from. Wire: client_host, string.
+	ClientHost string
+
+	// Its epoch. Wire: member_epoch, int32.
+	MemberEpoch int32
+
+	// The topics it names. Wire: subscribed_topic_names, array of string.
+	SubscribedTopicNames []string
+
+	// Its topic pattern, "" for none. Wire: subscribed_topic_regex, string.
+	SubscribedTopicRegex string
+
+	// The partitions it owns now (including any it is giving back). Wire:
+	// assignment, array of DescribeGroupsResponseTopic.
+	Assignment []DescribeGroupsResponseTopic
+}
+
+func (m *DescribeGroupsResponseMember) encode(w *Writer, version int16) {
+	w.PutString(m.MemberID)
+	w.PutNullableString(m.InstanceID)
+	w.PutString(m.ClientID)
+	w.PutString(m.ClientHost)
+	w.PutInt32(m.MemberEpoch)
+	w.PutArrayLen(len(m.SubscribedTopicNames))
+	for i := range m.SubscribedTopicNames {
+		w.PutString(m.SubscribedTopicNames[i])
+	}
+	w.PutString(m.SubscribedTopicRegex)
+	w.PutArrayLen(len(m.Assignment))
+	for i := range m.Assignment {
+		m.Assignment[i].encode(w, version)
+	}
+}
+
+func (m *DescribeGroupsResponseMember) decode(r *Reader, version int16) {
+	m.MemberID = r.ReadString()
+	m.InstanceID = r.ReadNullableString()
+	m.ClientID = r.ReadString()
+	m.ClientHost = r.ReadString()
+	m.MemberEpoch = r.ReadInt32()
+	if n := r.ReadArrayLen(2); n > 0 {
+		m.SubscribedTopicNames = make([]string, n)
+		for i := range m.SubscribedTopicNames {
+			m.SubscribedTopicNames[i] = r.ReadString()
+		}
+	}
+	m.SubscribedTopicRegex = r.ReadString()
+	if n := r.ReadArrayLen(6); n > 0 {
+		m.Assignment = make([]DescribeGroupsResponseTopic, n)
+		for i := range m.Assignment {
+			m.Assignment[i].decode(r, version)
+		}
+	}
+}
+
+// DescribeGroupsResponseTopic is an element of
+// DescribeGroupsResponseMember.Assignment. The partitions it owns now
+// (including any it is giving back).
+type DescribeGroupsResponseTopic struct {
+	// A topic's name. Wire: topic, string.
+	Topic string
+
+	// Its partitions the member owns. Wire: partitions, array of int32.
+	Partitions []int32
+}
+
+func (m *DescribeGroupsResponseTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		w.PutInt32(m.Partitions[i])
+	}
+}
+
+func (m *DescribeGroupsResponseTopic) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Partitions = make([]int32, n)
+		for i := range m.Partitions {
+			m.Partitions[i] = r.ReadInt32()
+		}
+	}
+}
+
+// DescribeGroupsResponseOffsetTopic is an element of
+// DescribeGroupsResponseGroup.Offsets. Committed offsets, by topic and
+// partition, for every partition the group has committed or is assigned.
+type DescribeGroupsResponseOffsetTopic struct {
+	// The topic's name. Wire: topic, string.
+	Topic string
+
+	// Wire: partitions, array of DescribeGroupsResponseOffset.
+	Partitions []DescribeGroupsResponseOffset
+}
+
+func (m *DescribeGroupsResponseOffsetTopic) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		m.Partitions[i].encode(w, version)
+	}
+}
+
+func (m *DescribeGroupsResponseOffsetTopic) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	if n := r.ReadArrayLen(30); n > 0 {
+		m.Partitions = make([]DescribeGroupsResponseOffset, n)
+		for i := range m.Partitions {
+			m.Partitions[i].decode(r, version)
+		}
+	}
+}
+
+// DescribeGroupsResponseOffset is an element of
+// DescribeGroupsResponseOffsetTopic.Partitions.
+type DescribeGroupsResponseOffset struct {
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The committed offset, -1 if none. Wire: committed_offset, int64.
+	CommittedOffset int64
+
+	// The partition's high watermark, -1 if this broker does not know it. Wire:
+	// high_watermark, int64.
+	HighWatermark int64
+
+	// High_watermark minus committed_offset (the whole log from its start when
+	// nothing is committed), -1 if unknown. Wire: lag, int64.
+	Lag int64
+
+	// The member that owns it, "" if none. Wire: member_id, string.
+	MemberID string
+}
+
+func (m *DescribeGroupsResponseOffset) encode(w *Writer, version int16) {
+	w.PutInt32(m.Partition)
+	w.PutInt64(m.CommittedOffset)
+	w.PutInt64(m.HighWatermark)
+	w.PutInt64(m.Lag)
+	w.PutString(m.MemberID)
+}
+
+func (m *DescribeGroupsResponseOffset) decode(r *Reader, version int16) {
+	m.Partition = r.ReadInt32()
+	m.CommittedOffset = r.ReadInt64()
+	m.HighWatermark = r.ReadInt64()
+	m.Lag = r.ReadInt64()
+	m.MemberID = r.ReadString()
+}
+
+// DeleteGroupsRequest is the request body of the DeleteGroups API (key 15,
+// versions 0 to 0). DeleteGroups deletes empty consumer groups and their
+// committed offsets. Send it to the controller.
+type DeleteGroupsRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The groups to delete. Wire: group_ids, array of string.
+	GroupIDs []string
+}
+
+// Key returns KeyDeleteGroups.
+func (*DeleteGroupsRequest) Key() APIKey { return KeyDeleteGroups }
+
+// GetVersion returns m.Version.
+func (m *DeleteGroupsRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *DeleteGroupsRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty DeleteGroupsResponse at m's version.
+func (m *DeleteGroupsRequest) ResponseKind() Response {
+	return &DeleteGroupsResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *DeleteGroupsRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *DeleteGroupsRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *DeleteGroupsRequest) Decode(r *Reader) error {
+	*m = DeleteGroupsRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *DeleteGroupsRequest) encode(w *Writer, version int16) {
+	w.PutArrayLen(len(m.GroupIDs))
+	for i := range m.GroupIDs {
+		w.PutString(m.GroupIDs[i])
+	}
+}
+
+func (m *DeleteGroupsRequest) decode(r *Reader, version int16) {
+	if n := r.ReadArrayLen(2); n > 0 {
+		m.GroupIDs = make([]string, n)
+		for i := range m.GroupIDs {
+			m.GroupIDs[i] = r.ReadString()
+		}
+	}
+}
+
+// DeleteGroupsResponse is the response body of the DeleteGroups API (key 15,
+// versions 0 to 0).
+type DeleteGroupsResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// One result per group of the request. Wire: results, array of
+	// DeleteGroupsResponseResult.
+	Results []DeleteGroupsResponseResult
+}
+
+// Key returns KeyDeleteGroups.
+func (*DeleteGroupsResponse) Key() APIKey { return KeyDeleteGroups }
+
+// GetVersion returns m.Version.
+func (m *DeleteGroupsResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *DeleteGroupsResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty DeleteGroupsRequest at m's version.
+func (m *DeleteGroupsResponse) RequestKind() Request { return &DeleteGroupsRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *DeleteGroupsResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *DeleteGroupsResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *DeleteGroupsResponse) Decode(r *Reader) error {
+	*m = DeleteGroupsResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *DeleteGroupsResponse) encode(w *Writer, version int16) {
+	w.PutArrayLen(len(m.Results))
+	for i := range m.Results {
+		m.Results[i].encode(w, version)
+	}
+}
+
+func (m *DeleteGroupsResponse) decode(r *Reader, version int16) {
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Results = make([]DeleteGroupsResponseResult, n)
+		for i := range m.Results {
+			m.Results[i].decode(r, version)
+		}
+	}
+}
+
+// DeleteGroupsResponseResult is an element of DeleteGroupsResponse.Results.
+// One result per group of the request.
+type DeleteGroupsResponseResult struct {
+	// The group's id. Wire: group_id, string.
+	GroupID string
+
+	// None, NotController, GroupIDNotFound, NonEmptyGroup, InvalidGroupID,
+	// RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+}
+
+func (m *DeleteGroupsResponseResult) encode(w *Writer, version int16) {
+	w.PutString(m.GroupID)
+	w.PutInt16(int16(m.ErrorCode))
+}
+
+func (m *DeleteGroupsResponseResult) decode(r *Reader, version int16) {
+	m.GroupID = r.ReadString()
+	m.ErrorCode = ErrorCode(r.ReadInt16())
 }

@@ -234,7 +234,8 @@ func TestKinds(t *testing.T) {
 
 func TestAPIKeys(t *testing.T) {
 	want := []string{"APIVersions", "Metadata", "CreateTopics", "DeleteTopics", "DescribeConfigs",
-		"AlterConfigs", "Produce", "Fetch", "ListOffsets", "InitProducerID"}
+		"AlterConfigs", "Produce", "Fetch", "ListOffsets", "InitProducerID", "ConsumerGroupHeartbeat",
+		"OffsetCommit", "OffsetFetch", "ListGroups", "DescribeGroups", "DeleteGroups"}
 	keys := APIKeys()
 	if len(keys) != len(want) {
 		t.Fatalf("APIKeys = %v", keys)
@@ -244,8 +245,12 @@ func TestAPIKeys(t *testing.T) {
 		if int(key) != i || key.String() != want[i] {
 			t.Errorf("key %d is %d %q, want %d %q", i, int16(key), key, i, want[i])
 		}
-		if lo, hi, ok := Versions(key); !ok || lo != 0 || hi != 0 {
-			t.Errorf("%v: versions %d-%d %v, want 0-0", key, lo, hi, ok)
+		wantMax := int16(0)
+		if key == KeyFetch {
+			wantMax = 1 // group_id, member_id, member_epoch
+		}
+		if lo, hi, ok := Versions(key); !ok || lo != 0 || hi != wantMax {
+			t.Errorf("%v: versions %d-%d %v, want 0-%d", key, lo, hi, ok, wantMax)
 		}
 	}
 	if _, _, ok := Versions(99); ok {
@@ -255,7 +260,7 @@ func TestAPIKeys(t *testing.T) {
 		t.Errorf("APIKey(99).String() = %q", s)
 	}
 	apis := SupportedAPIs()
-	if len(apis) != len(keys) || apis[7] != (APIVersionsResponseAPI{APIKey: KeyFetch}) {
+	if len(apis) != len(keys) || apis[7] != (APIVersionsResponseAPI{APIKey: KeyFetch, MaxVersion: 1}) {
 		t.Errorf("SupportedAPIs = %+v", apis)
 	}
 }

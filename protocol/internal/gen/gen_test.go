@@ -105,7 +105,7 @@ api A key 3 versions 1-2 {
 
 func TestGoName(t *testing.T) {
 	for wire, want := range map[string]string{
-		"node_id": "NodeID", "api_key": "APIKey", "apis": "APIs", "timeout_ms": "TimeoutMs",
+		"node_id": "NodeID", "group_ids": "GroupIDs", "api_key": "APIKey", "apis": "APIs", "timeout_ms": "TimeoutMs",
 		"high_watermark": "HighWatermark", "records": "Records",
 	} {
 		if got := goName(wire); got != want {

@@ -313,7 +313,7 @@ func typeMinSize(t *Type) int {
 }
 
 // initialisms are written in capitals in Go names.
-var initialisms = map[string]string{"id": "ID", "api": "API", "apis": "APIs", "ms": "Ms"}
+var initialisms = map[string]string{"id": "ID", "ids": "IDs", "api": "API", "apis": "APIs", "ms": "Ms"}
 
 // goName turns a snake_case wire name into a Go field name: node_id ->
 // NodeID, api_key -> APIKey, timeout_ms -> TimeoutMs.
