@@ -55,6 +55,9 @@ type Config struct {
 	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLeaseTimeout time.Duration
 	// RetentionInterval is how often partitions apply retention. Default 10s.
 	RetentionInterval time.Duration
+	// Groups tunes the consumer group coordinator (heartbeat interval,
+	// session timeouts); zero values take its defaults.
+	Groups cluster.CoordinatorConfig
 
 	Logger *slog.Logger
 }
@@ -101,11 +104,12 @@ func (c Config) withDefaults() (Config, error) {
 
 // Broker is one node's server.
 type Broker struct {
-	cfg        Config
-	logger     *slog.Logger
-	controller *cluster.Controller
-	metaTrans  raft.Transport
-	replicas   replicaSet
+	cfg         Config
+	logger      *slog.Logger
+	controller  *cluster.Controller
+	coordinator *cluster.Coordinator
+	metaTrans   raft.Transport
+	replicas    replicaSet
 
 	requestBytes *budget // request frames held in memory
 	produceBytes *budget // produce bytes proposed, not yet committed
@@ -153,6 +157,10 @@ func Open(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Groups.Logger == nil {
+		cfg.Groups.Logger = b.logger.With("component", "groups")
+	}
+	b.coordinator = cluster.NewCoordinator(b.controller, cfg.Groups)
 	b.wg.Add(1)
 	go b.watchMetadata()
 	return b, nil
@@ -218,6 +226,7 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	close(b.stop)
 	b.wg.Wait()
+	b.coordinator.Close()
 	b.replicas.closeAll(b)
 	err := b.controller.Close()
 	if c, ok := b.metaTrans.(raft.WithClose); ok {

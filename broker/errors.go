@@ -43,6 +43,20 @@ func errorCode(err error) protocol.ErrorCode {
 		return protocol.CodeInvalidReplicationFactor
 	case errors.Is(err, cluster.ErrNotController):
 		return protocol.CodeNotController
+	case errors.Is(err, cluster.ErrInvalidGroupID):
+		return protocol.CodeInvalidGroupID
+	case errors.Is(err, cluster.ErrGroupNotFound):
+		return protocol.CodeGroupIDNotFound
+	case errors.Is(err, cluster.ErrUnknownMember):
+		return protocol.CodeUnknownMemberID
+	case errors.Is(err, cluster.ErrFencedMember):
+		return protocol.CodeFencedMemberEpoch
+	case errors.Is(err, cluster.ErrNonEmptyGroup):
+		return protocol.CodeNonEmptyGroup
+	case errors.Is(err, cluster.ErrUnsupportedAssignor):
+		return protocol.CodeUnsupportedAssignor
+	case errors.Is(err, cluster.ErrInvalidGroupRequest):
+		return protocol.CodeInvalidRequest
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, raft.ErrEnqueueTimeout):
 		return protocol.CodeRequestTimedOut
 	case errors.Is(err, context.Canceled):

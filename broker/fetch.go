@@ -89,7 +89,11 @@ func (b *Broker) fetchOnce(r *protocol.FetchRequest) (*protocol.FetchResponse, [
 			if total == 0 {
 				limit = max(limit, 1)
 			}
-			rng, err := b.fetchPartition(t.Name, p, limit, out)
+			err := b.checkFetchMember(r, t.Name, p.Partition)
+			var rng wlog.FileRange
+			if err == nil {
+				rng, err = b.fetchPartition(t.Name, p, limit, out)
+			}
 			if err != nil {
 				pe := b.partitionError(err)
 				out.ErrorCode, out.ErrorMessage, out.LeaderID, out.LeaderAddress = pe.code, pe.message, pe.leaderID, pe.leaderAddress

@@ -13,9 +13,15 @@ import (
 	"weir/protocol"
 )
 
+// source is who sent a request.
+type source struct {
+	clientID string // from the request header
+	addr     string // the connection's remote address
+}
+
 // handle serves one request. A fetch response also returns the file ranges
 // its records are sent from.
-func (b *Broker) handle(ctx context.Context, req protocol.Request) (protocol.Response, []wlog.FileRange) {
+func (b *Broker) handle(ctx context.Context, from source, req protocol.Request) (protocol.Response, []wlog.FileRange) {
 	switch r := req.(type) {
 	case *protocol.APIVersionsRequest:
 		return &protocol.APIVersionsResponse{APIs: protocol.SupportedAPIs()}, nil
@@ -35,6 +41,18 @@ func (b *Broker) handle(ctx context.Context, req protocol.Request) (protocol.Res
 		return b.handleListOffsets(r), nil
 	case *protocol.InitProducerIDRequest:
 		return b.handleInitProducerID(ctx), nil
+	case *protocol.ConsumerGroupHeartbeatRequest:
+		return b.handleGroupHeartbeat(ctx, from, r), nil
+	case *protocol.OffsetCommitRequest:
+		return b.handleOffsetCommit(ctx, r), nil
+	case *protocol.OffsetFetchRequest:
+		return b.handleOffsetFetch(r), nil
+	case *protocol.ListGroupsRequest:
+		return b.handleListGroups(), nil
+	case *protocol.DescribeGroupsRequest:
+		return b.handleDescribeGroups(r), nil
+	case *protocol.DeleteGroupsRequest:
+		return b.handleDeleteGroups(ctx, r), nil
 	}
 	// DecodeRequest only returns requests of known APIs; a new API added to
 	// protocol without a handler here is a bug.

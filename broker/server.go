@@ -206,7 +206,7 @@ func (c *conn) readRequest() (*call, error) {
 	}
 	go func() {
 		defer close(cl.done)
-		cl.resp, cl.frames = c.b.handle(c.ctx, req)
+		cl.resp, cl.frames = c.b.handle(c.ctx, source{clientID: hdr.ClientID, addr: c.nc.RemoteAddr().String()}, req)
 	}()
 	return cl, nil
 }

@@ -42,7 +42,8 @@ type Controller struct {
 	store  *raftboltdb.BoltStore
 	raft   *raft.Raft
 
-	meta atomic.Pointer[Metadata]
+	meta   atomic.Pointer[Metadata]
+	groups groupTable
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced at each change
@@ -67,6 +68,7 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 	}
 	c := &Controller{cfg: cfg, logger: cfg.Logger, changed: make(chan struct{})}
 	c.meta.Store(newMetadata())
+	c.groups.groups = map[string]*Group{}
 	var err error
 	if c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "meta.db")}); err != nil {
 		return nil, fmt.Errorf("weir/cluster: metadata store: %w", err)
@@ -241,20 +243,29 @@ func (f *controllerFSM) Apply(l *raft.Log) any {
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
 		return fmt.Errorf("weir/cluster: bad metadata command at %d: %w", l.Index, err)
 	}
+	if isGroupOp(cmd.Op) {
+		return c.applyGroup(&cmd)
+	}
 	prev := c.meta.Load()
 	next, err := prev.apply(l.Index, &cmd)
 	if err != nil {
 		return err
 	}
 	c.publish(next)
-	if cmd.Op == opAllocProducerID {
+	switch cmd.Op {
+	case opAllocProducerID:
 		return prev.NextProducerID
+	case opCreateTopic, opDeleteTopic:
+		c.topicsChanged(next)
 	}
 	return nil
 }
 
 func (f *controllerFSM) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := json.Marshal((*Controller)(f).meta.Load())
+	c := (*Controller)(f)
+	c.groups.mu.RLock()
+	b, err := json.Marshal(snapshotState{Metadata: c.meta.Load(), Groups: c.groups.groups})
+	c.groups.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
@@ -263,11 +274,21 @@ func (f *controllerFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *controllerFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	m := newMetadata()
-	if err := json.NewDecoder(rc).Decode(m); err != nil {
+	c := (*Controller)(f)
+	st := snapshotState{Metadata: newMetadata()}
+	if err := json.NewDecoder(rc).Decode(&st); err != nil {
 		return fmt.Errorf("weir/cluster: restore metadata: %w", err)
 	}
-	(*Controller)(f).publish(m)
+	if st.Groups == nil {
+		st.Groups = map[string]*Group{}
+	}
+	for _, g := range st.Groups {
+		g.initMaps()
+	}
+	c.groups.mu.Lock()
+	c.groups.groups = st.Groups
+	c.groups.mu.Unlock()
+	c.publish(st.Metadata)
 	return nil
 }
 

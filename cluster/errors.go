@@ -14,3 +14,18 @@ var (
 	// at the controller.
 	ErrNotController = errors.New("weir/cluster: not the controller")
 )
+
+// Errors of the consumer group coordinator. Check them with errors.Is.
+var (
+	ErrInvalidGroupID = errors.New("weir/cluster: invalid group id")
+	ErrGroupNotFound  = errors.New("weir/cluster: no such group")
+	// ErrUnknownMember: the group has no member with this id (it left or
+	// its session expired); the client joins again.
+	ErrUnknownMember = errors.New("weir/cluster: unknown group member")
+	// ErrFencedMember: the member's epoch is stale, or it no longer owns
+	// the partition it commits or fetches.
+	ErrFencedMember        = errors.New("weir/cluster: fenced group member")
+	ErrNonEmptyGroup       = errors.New("weir/cluster: group has members")
+	ErrUnsupportedAssignor = errors.New("weir/cluster: unsupported assignor")
+	ErrInvalidGroupRequest = errors.New("weir/cluster: invalid group request")
+)

@@ -62,6 +62,12 @@ type command struct {
 	Partitions int                `json:"partitions,omitempty"`
 	Replicas   int                `json:"replicas,omitempty"`
 	Configs    map[string]*string `json:"configs,omitempty"`
+	// Consumer group commands.
+	GroupID   string         `json:"group,omitempty"`
+	MemberID  string         `json:"member,omitempty"`
+	Heartbeat *Heartbeat     `json:"heartbeat,omitempty"`
+	Commits   []groupCommits `json:"commits,omitempty"`
+	NowMs     int64          `json:"now_ms,omitempty"`
 }
 
 const (
