@@ -69,6 +69,22 @@ type Config struct {
 	HTTPListen string `mapstructure:"http-listen"`
 	// Log holds the defaults for every partition's on-disk log.
 	Log LogConfig `mapstructure:"log"`
+	// Group tunes the consumer group coordinator.
+	Group GroupConfig `mapstructure:"group"`
+}
+
+// GroupConfig is the "group" section: consumer group sessions.
+type GroupConfig struct {
+	// HeartbeatInterval is how often members heartbeat (at most a third of
+	// their session timeout). A rebalance advances one heartbeat at a time.
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat-interval"`
+	// SessionTimeout is a member's session when it asks for none: missing
+	// heartbeats for this long, a member is removed and its partitions go
+	// to the others.
+	SessionTimeout time.Duration `mapstructure:"session-timeout"`
+	// MinSessionTimeout and MaxSessionTimeout bound what members ask for.
+	MinSessionTimeout time.Duration `mapstructure:"min-session-timeout"`
+	MaxSessionTimeout time.Duration `mapstructure:"max-session-timeout"`
 }
 
 // LogConfig is the "log" section: how partition logs are written, rolled
@@ -111,6 +127,12 @@ func Default() Config {
 			SegmentAge:     7 * 24 * time.Hour,
 			RetentionAge:   7 * 24 * time.Hour,
 			RetentionBytes: 0, // unlimited
+		},
+		Group: GroupConfig{
+			HeartbeatInterval: 500 * time.Millisecond,
+			SessionTimeout:    10 * time.Second,
+			MinSessionTimeout: time.Second,
+			MaxSessionTimeout: 5 * time.Minute,
 		},
 	}
 }
@@ -171,6 +193,24 @@ func (c Config) Validate() error {
 	}
 	if l.RetentionBytes < 0 {
 		bad("log.retention-bytes", "must not be negative (0 means unlimited), got %d", l.RetentionBytes)
+	}
+	g := c.Group
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"group.heartbeat-interval", g.HeartbeatInterval}, {"group.session-timeout", g.SessionTimeout},
+		{"group.min-session-timeout", g.MinSessionTimeout}, {"group.max-session-timeout", g.MaxSessionTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.key, "must be > 0, got %v", d.v)
+		}
+	}
+	if g.MinSessionTimeout > g.MaxSessionTimeout {
+		bad("group.min-session-timeout", "%v is above group.max-session-timeout %v", g.MinSessionTimeout, g.MaxSessionTimeout)
+	} else if g.SessionTimeout < g.MinSessionTimeout || g.SessionTimeout > g.MaxSessionTimeout {
+		bad("group.session-timeout", "%v is outside group.min-session-timeout .. group.max-session-timeout (%v .. %v)",
+			g.SessionTimeout, g.MinSessionTimeout, g.MaxSessionTimeout)
 	}
 	return errors.Join(errs...)
 }

@@ -50,6 +50,9 @@ func TestValidate(t *testing.T) {
 		{"retention-age 0 means forever", func(c *config.Config) { c.Log.RetentionAge = 0 }, ""},
 		{"retention-age negative", func(c *config.Config) { c.Log.RetentionAge = -time.Hour }, "log.retention-age"},
 		{"retention-bytes negative", func(c *config.Config) { c.Log.RetentionBytes = -1 }, "log.retention-bytes"},
+		{"heartbeat interval 0", func(c *config.Config) { c.Group.HeartbeatInterval = 0 }, "group.heartbeat-interval"},
+		{"session below minimum", func(c *config.Config) { c.Group.SessionTimeout = time.Millisecond }, "group.session-timeout"},
+		{"min above max", func(c *config.Config) { c.Group.MinSessionTimeout = time.Hour }, "group.min-session-timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,6 +140,10 @@ func TestAddFlags(t *testing.T) {
 		"--log.segment-age=1m",
 		"--log.retention-age=0",
 		"--log.retention-bytes=1048576",
+		"--group.heartbeat-interval=1s",
+		"--group.session-timeout=30s",
+		"--group.min-session-timeout=2s",
+		"--group.max-session-timeout=1m",
 	}
 	var n int
 	flags.VisitAll(func(*pflag.Flag) { n++ })
@@ -164,6 +171,8 @@ func TestAddFlags(t *testing.T) {
 			RetentionAge:   0,
 			RetentionBytes: 1 << 20,
 		},
+		Group: config.GroupConfig{HeartbeatInterval: time.Second, SessionTimeout: 30 * time.Second,
+			MinSessionTimeout: 2 * time.Second, MaxSessionTimeout: time.Minute},
 	}
 	if got != want {
 		t.Errorf("Load with every flag set:\n got %+v\nwant %+v", got, want)

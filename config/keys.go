@@ -36,6 +36,10 @@ var keys = []key{
 	{"log.segment-age", "age at which a log segment is sealed; 0 = by size only", func(c *Config) any { return &c.Log.SegmentAge }},
 	{"log.retention-age", "delete sealed segments older than this; 0 = keep forever", func(c *Config) any { return &c.Log.RetentionAge }},
 	{"log.retention-bytes", "cap on a partition log's size; 0 = unlimited", func(c *Config) any { return &c.Log.RetentionBytes }},
+	{"group.heartbeat-interval", "how often consumer group members heartbeat", func(c *Config) any { return &c.Group.HeartbeatInterval }},
+	{"group.session-timeout", "a group member's session when it asks for none", func(c *Config) any { return &c.Group.SessionTimeout }},
+	{"group.min-session-timeout", "the shortest session a group member may ask for", func(c *Config) any { return &c.Group.MinSessionTimeout }},
+	{"group.max-session-timeout", "the longest session a group member may ask for", func(c *Config) any { return &c.Group.MaxSessionTimeout }},
 }
 
 // envPrefix and envReplacer turn a key into its environment variable.

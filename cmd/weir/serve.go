@@ -45,7 +45,13 @@ func (m *Main) serve(cmd *cobra.Command, cfg config.Config, pprofOn bool) error 
 		NodeID:        cluster.NodeID(cfg.NodeID),
 		DataDir:       cfg.DataDir,
 		TopicDefaults: topicDefaults(cfg.Log),
-		Logger:        logger,
+		Groups: cluster.CoordinatorConfig{
+			HeartbeatInterval:     cfg.Group.HeartbeatInterval,
+			DefaultSessionTimeout: cfg.Group.SessionTimeout,
+			MinSessionTimeout:     cfg.Group.MinSessionTimeout,
+			MaxSessionTimeout:     cfg.Group.MaxSessionTimeout,
+		},
+		Logger: logger,
 	})
 	if err != nil {
 		return err
