@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 }
 
 // startBroker runs a broker on 127.0.0.1 and returns its address.
-func startBroker(t *testing.T, mutate func(*Config)) (*Broker, string) {
+func startBroker(t testing.TB, mutate func(*Config)) (*Broker, string) {
 	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), RaftHeartbeatTimeout: 50 * time.Millisecond,
 		RaftElectionTimeout: 50 * time.Millisecond, RaftLeaderLeaseTimeout: 50 * time.Millisecond}
@@ -53,12 +53,12 @@ func startBroker(t *testing.T, mutate func(*Config)) (*Broker, string) {
 
 // rawClient speaks the protocol one request at a time.
 type rawClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	corr int32
 }
 
-func dial(t *testing.T, addr string) *rawClient {
+func dial(t testing.TB, addr string) *rawClient {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -104,7 +104,7 @@ func (c *rawClient) call(req protocol.Request) protocol.Response {
 	return c.receive(req)
 }
 
-func testBatch(t *testing.T, n int, tag string) []byte {
+func testBatch(t testing.TB, n int, tag string) []byte {
 	t.Helper()
 	b := record.NewBuilder(record.CodecNone)
 	for i := range n {
@@ -117,7 +117,7 @@ func testBatch(t *testing.T, n int, tag string) []byte {
 	return out
 }
 
-func createTopic(t *testing.T, c *rawClient, name string, partitions int32, configs ...protocol.CreateTopicsRequestConfig) {
+func createTopic(t testing.TB, c *rawClient, name string, partitions int32, configs ...protocol.CreateTopicsRequestConfig) {
 	t.Helper()
 	resp := c.call(&protocol.CreateTopicsRequest{TimeoutMs: 10_000, Topics: []protocol.CreateTopicsRequestTopic{
 		{Name: name, Partitions: partitions, ReplicationFactor: 1, Configs: configs}}}).(*protocol.CreateTopicsResponse)
