@@ -110,6 +110,7 @@ type Broker struct {
 	coordinator *cluster.Coordinator
 	metaTrans   raft.Transport
 	replicas    replicaSet
+	leaders     leaderReports
 
 	requestBytes *budget // request frames held in memory
 	produceBytes *budget // produce bytes proposed, not yet committed
@@ -138,6 +139,7 @@ func Open(cfg Config) (*Broker, error) {
 	b := &Broker{
 		cfg: cfg, logger: cfg.Logger,
 		replicas:     replicaSet{m: map[replicaKey]*replica{}},
+		leaders:      leaderReports{pending: map[replicaKey]cluster.LeaderReport{}, wake: make(chan struct{}, 1)},
 		requestBytes: newBudget(cfg.MaxRequestBytes),
 		produceBytes: newBudget(cfg.MaxProduceBytes),
 		conns:        map[*conn]struct{}{},
@@ -161,8 +163,9 @@ func Open(cfg Config) (*Broker, error) {
 		cfg.Groups.Logger = b.logger.With("component", "groups")
 	}
 	b.coordinator = cluster.NewCoordinator(b.controller, cfg.Groups)
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.watchMetadata()
+	go b.reportLeaders()
 	return b, nil
 }
 

@@ -103,6 +103,11 @@ func (b *Broker) handleMetadata(r *protocol.MetadataRequest) *protocol.MetadataR
 				mp.LeaderEpoch = int32(rep.partition.Raft().CurrentTerm())
 				mp.HighWatermark = int64(rep.partition.HighWatermark())
 				mp.LogStartOffset = int64(rep.partition.Log().FirstOffset())
+			} else if l := t.Leader(int32(p)); l.Leader != 0 {
+				// Hosted elsewhere: the leader its replicas last reported.
+				// The offsets are the leader's to tell (ListOffsets).
+				mp.LeaderID, mp.LeaderEpoch, mp.ErrorCode = l.Leader, int32(l.Epoch), protocol.CodeNone
+				mp.HighWatermark, mp.LogStartOffset = -1, -1
 			}
 			mt.Partitions = append(mt.Partitions, mp)
 		}

@@ -134,6 +134,12 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic) (*replica, error) {
 		LeaderLeaseTimeout: b.cfg.RaftLeaderLeaseTimeout,
 		RetentionInterval:  b.cfg.RetentionInterval,
 		Logger:             b.logger.With("partition", k.String()),
+		OnLeaderChange: func(info partition.LeaderInfo) {
+			if info.IsLeader {
+				b.leaders.add(cluster.LeaderReport{Topic: k.topic, TopicID: t.ID, Partition: k.partition,
+					PartitionLeader: cluster.PartitionLeader{Leader: b.cfg.NodeID, Epoch: info.Term}})
+			}
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -27,6 +27,10 @@ type Topic struct {
 	// Replicas lists, for each partition, the nodes holding a replica; the
 	// first is the preferred leader.
 	Replicas [][]NodeID `json:"replicas"`
+	// Leaders is, for each partition, its leader as its replicas last
+	// reported it (nil until a first report), so that every node can tell
+	// clients where any partition's leader is.
+	Leaders []PartitionLeader `json:"leaders,omitempty"`
 }
 
 // Metadata is the cluster's metadata at one point of the metadata log. A
@@ -68,6 +72,8 @@ type command struct {
 	Heartbeat *Heartbeat     `json:"heartbeat,omitempty"`
 	Commits   []groupCommits `json:"commits,omitempty"`
 	NowMs     int64          `json:"now_ms,omitempty"`
+	// Leader reports.
+	Leaders []LeaderReport `json:"leaders,omitempty"`
 }
 
 const (
@@ -76,6 +82,7 @@ const (
 	opDeleteTopic     = "delete_topic"
 	opAlterConfig     = "alter_config"
 	opAllocProducerID = "alloc_producer_id"
+	opReportLeaders   = "report_leaders"
 )
 
 // maxPartitions bounds a topic's partition count.
@@ -139,6 +146,8 @@ func (m *Metadata) apply(index uint64, cmd *command) (*Metadata, error) {
 		next.Topics[t.Name] = &t
 	case opAllocProducerID:
 		next.NextProducerID++
+	case opReportLeaders:
+		next.Topics = m.withLeaders(cmd.Leaders)
 	default:
 		return nil, fmt.Errorf("weir/cluster: unknown metadata command %q", cmd.Op)
 	}

@@ -59,6 +59,9 @@ type LeaderInfo struct {
 	// IsLeader is true when this replica leads and is ready to take
 	// produce requests (it has applied everything earlier leaders committed).
 	IsLeader bool
+	// Term is the Raft term this view is from: it orders views of the
+	// leader across replicas (the leader epoch of the protocol).
+	Term uint64
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -23,7 +23,7 @@ func (p *Partition) watchLeadership() {
 	for {
 		// Observations may be dropped; each wake-up reads the current state.
 		addr, id := p.raft.LeaderWithID()
-		info := LeaderInfo{LeaderID: id, LeaderAddress: addr}
+		info := LeaderInfo{LeaderID: id, LeaderAddress: addr, Term: p.raft.CurrentTerm()}
 		if p.raft.State() == raft.Leader {
 			if !p.ready.Load() && p.raft.Barrier(p.cfg.ElectionTimeout).Error() == nil && p.raft.State() == raft.Leader {
 				p.produceMu.Lock()
