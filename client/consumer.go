@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,14 @@ type Consumer struct {
 
 	// metaWake (capacity 1) wakes the metadata loop.
 	metaWake chan struct{}
+
+	// Group membership, for a GroupConsumer's consumer (group.go); unused
+	// otherwise. member is the identity fetches carry (Fetch version 1);
+	// nil for a plain consumer. onFenced, set before the loops start, is
+	// called (with mu held: it must not block or take other locks) for a
+	// partition a fetch found fenced, which the consumer has dropped.
+	member   atomic.Pointer[memberIdentity]
+	onFenced func(topicPartition)
 
 	// mu guards the fields below. The loops take it to claim partitions
 	// and to store results, never across a request; Poll takes it to
@@ -81,18 +90,25 @@ func NewConsumer(opts ...Opt) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startConsumer(cfg, nil), nil
+}
+
+// startConsumer builds a Consumer and starts its metadata loop. onFenced
+// is the group hook (see Consumer.onFenced), nil for a plain consumer.
+func startConsumer(cfg config, onFenced func(topicPartition)) *Consumer {
 	c := &Consumer{
 		cfg:      cfg,
 		metaWake: make(chan struct{}, 1),
 		parts:    map[topicPartition]*consumerPartition{},
 		loops:    map[string]*fetchLoop{},
 		ready:    make(chan struct{}),
+		onFenced: onFenced,
 	}
 	c.cl = newCluster(&c.cfg)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.metadataLoop()
-	return c, nil
+	return c
 }
 
 // Assign adds partitions of a topic to consume. A partition not assigned
@@ -128,19 +144,50 @@ func (c *Consumer) Unassign(topic string, partitions ...int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range partitions {
-		tp := topicPartition{topic, p}
-		cp := c.parts[tp]
-		if cp == nil {
-			continue
+		c.unassignLocked(topicPartition{topic, p})
+	}
+}
+
+// unassignLocked removes a partition, dropping what was fetched of it.
+// REQUIRES: mu held.
+func (c *Consumer) unassignLocked(tp topicPartition) {
+	cp := c.parts[tp]
+	if cp == nil {
+		return
+	}
+	c.dropLocked(cp)
+	delete(c.parts, tp)
+	for i, o := range c.order {
+		if o == tp {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
 		}
-		c.dropLocked(cp)
-		delete(c.parts, tp)
-		for i, o := range c.order {
-			if o == tp {
-				c.order = append(c.order[:i], c.order[i+1:]...)
-				break
-			}
-		}
+	}
+}
+
+// assignFrom adds a partition for a group member: at offset (its committed
+// offset) if it is >= 0, else at StartOffset, looked up. A partition
+// already assigned is left alone.
+func (c *Consumer) assignFrom(tp topicPartition, offset int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.parts[tp] != nil {
+		return
+	}
+	cp := c.assignLocked(tp)
+	if offset >= 0 {
+		cp.position, cp.fetchOffset, cp.needsReset = offset, offset, false
+	}
+	c.wakePartitionLocked(cp)
+}
+
+// unassign removes partitions (of any topics), dropping what was fetched
+// of them.
+func (c *Consumer) unassign(tps []topicPartition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tp := range tps {
+		c.unassignLocked(tp)
 	}
 }
 
@@ -223,17 +270,9 @@ func (c *Consumer) Position(topic string, partition int32) (int64, bool) {
 // may come with the error, and are valid.
 func (c *Consumer) Poll(ctx context.Context) ([]*Record, error) {
 	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, ErrClosed
-		}
-		recs, errs := c.takeLocked()
-		ready := c.ready
-		c.mu.Unlock()
-		if len(recs) > 0 || len(errs) > 0 {
-			c.wakeFetchers() // there is room to fetch ahead again
-			return recs, errors.Join(errs...)
+		recs, ready, err := c.pollReady(0)
+		if len(recs) > 0 || err != nil {
+			return recs, err
 		}
 		select {
 		case <-ready:
@@ -243,10 +282,30 @@ func (c *Consumer) Poll(ctx context.Context) ([]*Record, error) {
 	}
 }
 
-// takeLocked collects the buffered records and unreported errors,
-// starting at a rotating partition so that none is always first.
+// pollReady is Poll without the wait: it returns what is buffered (at most
+// maxRecords records, all for 0) and the partitions' errors, or ErrClosed,
+// or else nothing and a channel that is closed when something arrives.
+func (c *Consumer) pollReady(maxRecords int) (recs []*Record, ready <-chan struct{}, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	recs, errs := c.takeLocked(maxRecords)
+	ready = c.ready
+	c.mu.Unlock()
+	if len(recs) > 0 || len(errs) > 0 {
+		c.wakeFetchers() // there is room to fetch ahead again
+		return recs, nil, errors.Join(errs...)
+	}
+	return nil, ready, nil
+}
+
+// takeLocked collects the buffered records (at most maxRecords, all for 0)
+// and unreported errors, starting at a rotating partition so that none is
+// always first.
 // REQUIRES: mu held.
-func (c *Consumer) takeLocked() ([]*Record, []error) {
+func (c *Consumer) takeLocked(maxRecords int) ([]*Record, []error) {
 	var (
 		recs []*Record
 		errs []error
@@ -263,12 +322,26 @@ func (c *Consumer) takeLocked() ([]*Record, []error) {
 			with++
 		}
 	}
+	if maxRecords > 0 && total > maxRecords {
+		total, with = maxRecords, 2 // the slices are cut: always copy
+	}
 	if with > 1 {
 		recs = make([]*Record, 0, total)
 	}
 	for i := range n {
 		cp := c.parts[c.order[(c.rotate+i)%n]]
-		if len(cp.records) > 0 {
+		if room := total - len(recs); len(cp.records) > room && maxRecords > 0 {
+			// Take the first room records; the rest stay for the next Poll.
+			if room > 0 {
+				taken := cp.records[:room]
+				recs = append(recs, taken...)
+				cp.position = taken[room-1].Offset + 1
+				size := recordsBytes(taken)
+				cp.bytes -= size
+				c.buffered -= size
+				cp.records = cp.records[room:]
+			}
+		} else if len(cp.records) > 0 {
 			if with == 1 {
 				recs = cp.records // the partition's slice is dropped below: no copy
 			} else {

@@ -38,6 +38,23 @@
 // partitions and keeps up to MaxPrefetchBytes of decoded records ready for
 // Poll.
 //
+// # Consumer groups
+//
+//	g, err := client.NewGroupConsumer("billing", client.SeedBrokers("127.0.0.1:7420"),
+//		client.Subscribe("orders"), client.ResetOffset(client.Earliest))
+//	...
+//	defer g.Close() // commits what Poll returned, leaves the group
+//	for {
+//		records, err := g.Poll(ctx) // the records of the last Poll are finished now
+//		...
+//	}
+//
+// The group's coordinator (the metadata controller) assigns partitions;
+// a heartbeat loop follows the assignment, starts new partitions at the
+// group's committed offsets, and gives revoked ones back at the next Poll
+// after committing them. Auto-commit (AutoCommitInterval) commits only
+// records the caller has finished. See GroupConsumer.
+//
 // # Concurrency
 //
 // Producer, Consumer and Admin are safe for concurrent use. Each owns its
@@ -50,9 +67,11 @@
 //	conn        a writer and a reader per connection; Close waits for both
 //	Producer    one loop per partition produced to (partProducer.run)
 //	Consumer    a metadata loop, and a fetch loop per broker (fetchLoop.run)
+//	GroupConsumer  its Consumer's, a heartbeat loop, an auto-commit loop, one per CommitAsync
 //
 // Lock order, outermost first: Producer.intake (shared, by Produce), then
-// Producer.mu, then partProducer.mu; Consumer.mu, then cluster.mu;
+// Producer.mu, then partProducer.mu; GroupConsumer.mu, then Consumer.mu,
+// then cluster.mu;
 // cluster.refreshMu (held across a metadata request), then cluster.mu.
 // budget, conn.mu, Producer.pending and the partitioners' locks are
 // leaves. No lock but cluster.refreshMu and Producer.pid (one
@@ -70,6 +89,10 @@
 //	budget.go       the byte budget behind MaxBufferedBytes
 //	consumer.go     Consumer: Assign, Seek*, Poll, Position
 //	fetcher.go      the per-broker fetch loops and the metadata loop
+//	group.go        GroupConsumer: Poll, Commit, revocation and fencing
+//	group_heartbeat.go  the heartbeat loop: join, assignment, rejoin
+//	group_options.go    the group's options
+//	admin_group.go  list, describe, delete groups; read, commit, reset their offsets
 //	frames.go       decoding log frames and their records from fetch responses
 //	options.go      functional options and their defaults
 //	errors.go       sentinel errors

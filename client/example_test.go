@@ -123,3 +123,55 @@ func ExampleConsumer() {
 	// 1 b
 	// 2 c
 }
+
+func ExampleGroupConsumer() {
+	addr, stop := exampleBroker()
+	defer stop()
+	ctx := context.Background()
+	admin, _ := client.NewAdmin(client.SeedBrokers(addr))
+	defer admin.Close()
+	if err := admin.CreateTopic(ctx, "payments", 1, 1, nil); err != nil {
+		panic(err)
+	}
+	p, _ := client.NewProducer(client.SeedBrokers(addr))
+	for _, v := range []string{"a", "b", "c"} {
+		if err := p.ProduceSync(ctx, &client.Record{Topic: "payments", Value: []byte(v)}); err != nil {
+			panic(err)
+		}
+	}
+	p.Close()
+
+	// Members of the group "ledger" share the partitions of "payments".
+	// Without committed offsets, a partition starts at its oldest record.
+	g, err := client.NewGroupConsumer("ledger", client.SeedBrokers(addr),
+		client.Subscribe("payments"), client.ResetOffset(client.Earliest),
+		client.OnAssigned(func(_ context.Context, tps []client.TopicPartition) {
+			fmt.Println("assigned", tps)
+		}))
+	if err != nil {
+		panic(err)
+	}
+	for n := 0; n < 3; {
+		recs, err := g.Poll(ctx) // finishes the records of the previous Poll
+		if err != nil {
+			panic(err)
+		}
+		for _, r := range recs {
+			fmt.Println(r.Offset, string(r.Value))
+		}
+		n += len(recs)
+	}
+	// Close commits what Poll returned and leaves the group; the next
+	// member of "ledger" goes on from offset 3.
+	if err := g.Close(); err != nil {
+		panic(err)
+	}
+	offsets, _ := admin.GroupOffsets(ctx, "ledger")
+	fmt.Println("committed", offsets[client.TopicPartition{Topic: "payments", Partition: 0}])
+	// Output:
+	// assigned [payments[0]]
+	// 0 a
+	// 1 b
+	// 2 c
+	// committed 3
+}

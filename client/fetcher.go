@@ -319,6 +319,12 @@ func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
 		MinBytes:  1,
 		MaxBytes:  maxBytes,
 	}
+	member := c.member.Load()
+	if member != nil {
+		// A group member: the broker fences partitions it no longer owns.
+		req.Version = 1
+		req.GroupID, req.MemberID, req.MemberEpoch = &member.group, member.id, member.epoch
+	}
 	for _, cl := range claims {
 		p := protocol.FetchRequestPartition{Partition: cl.cp.tp.partition, FetchOffset: cl.offset, PartitionMaxBytes: maxBytes}
 		added := false
@@ -369,6 +375,10 @@ func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
 			c.retryLocked(cp, res.err)
 			continue
 		}
+		if code := res.p.ErrorCode; member != nil && (code == protocol.CodeUnknownMemberID || code == protocol.CodeFencedMemberEpoch) {
+			f.fencedLocked(cp, member)
+			continue
+		}
 		if code := res.p.ErrorCode; code != protocol.CodeNone {
 			err := protocol.ErrorForCodeMessage(code, res.p.ErrorMessage)
 			notify = f.partitionErrorLocked(cp, code, err, res.p.LeaderID, res.p.LeaderAddress) || notify
@@ -396,6 +406,25 @@ func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
 	}
 	if notify && !c.closed {
 		c.notifyLocked()
+	}
+}
+
+// fencedLocked handles a fetch the group fenced (UnknownMemberID or
+// FencedMemberEpoch) for the partition. If the member's identity changed
+// since the fetch was sent (a heartbeat brought a new epoch), the fetch is
+// just sent again with the new one. Otherwise the member does not own the
+// partition any more: it is dropped with its buffered records, and the
+// group is told.
+// REQUIRES: mu held.
+func (f *fetchLoop) fencedLocked(cp *consumerPartition, sent *memberIdentity) {
+	c := f.c
+	if c.member.Load() != sent {
+		f.signal()
+		return
+	}
+	c.unassignLocked(cp.tp)
+	if c.onFenced != nil {
+		c.onFenced(cp.tp)
 	}
 }
 

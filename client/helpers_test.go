@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"weir/broker"
+	weircluster "weir/cluster"
 )
 
 func TestMain(m *testing.M) {
@@ -21,6 +22,8 @@ func TestMain(m *testing.M) {
 
 // startBroker runs a real one-node broker in the process on 127.0.0.1 and
 // returns its address. It is closed (and Serve waited for) at cleanup.
+// Group members heartbeat every 20ms, so rebalances settle within a test's
+// patience.
 func startBroker(tb testing.TB) string {
 	tb.Helper()
 	b, err := broker.Open(broker.Config{
@@ -28,6 +31,7 @@ func startBroker(tb testing.TB) string {
 		RaftHeartbeatTimeout:   50 * time.Millisecond,
 		RaftElectionTimeout:    50 * time.Millisecond,
 		RaftLeaderLeaseTimeout: 50 * time.Millisecond,
+		Groups:                 weircluster.CoordinatorConfig{HeartbeatInterval: 20 * time.Millisecond},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -89,6 +89,9 @@ type config struct {
 	startOffset      OffsetSpec
 	resetOffset      OffsetSpec
 	autoReset        bool
+
+	// GroupConsumer (group_options.go).
+	group groupConfig
 }
 
 // Defaults.
@@ -132,6 +135,8 @@ func defaultConfig() config {
 		fetchMaxBytes:    defaultFetchMaxBytes,
 		fetchMinBytes:    1,
 		startOffset:      Earliest,
+
+		group: defaultGroupConfig(),
 	}
 }
 
@@ -142,6 +147,7 @@ const (
 	roleAdmin role = iota
 	roleProducer
 	roleConsumer
+	roleGroup // a GroupConsumer: consumer options and group options
 )
 
 // newConfig applies opts over the defaults and validates the result.
@@ -153,11 +159,14 @@ func newConfig(r role, opts []Opt) (config, error) {
 		}
 		_, isProducer := o.(ProducerOpt)
 		_, isConsumer := o.(ConsumerOpt)
+		_, isGroup := o.(GroupOpt)
 		switch {
 		case isProducer && r != roleProducer:
 			return cfg, fmt.Errorf("weir/client: a producer option was given to a %s", r)
-		case isConsumer && r != roleConsumer:
+		case isConsumer && r != roleConsumer && r != roleGroup:
 			return cfg, fmt.Errorf("weir/client: a consumer option was given to a %s", r)
+		case isGroup && r != roleGroup:
+			return cfg, fmt.Errorf("weir/client: a group consumer option was given to a %s", r)
 		}
 		o.apply(&cfg)
 	}
@@ -170,6 +179,8 @@ func (r role) String() string {
 		return "producer"
 	case roleConsumer:
 		return "consumer"
+	case roleGroup:
+		return "group consumer"
 	}
 	return "admin"
 }
@@ -201,6 +212,7 @@ func (c *config) validate() error {
 	check(c.maxPrefetchBytes > 0, "MaxPrefetchBytes must be positive, is %d", c.maxPrefetchBytes)
 	check(c.fetchMaxWait >= 0, "FetchMaxWait must not be negative, is %v", c.fetchMaxWait)
 	check(c.fetchMaxBytes > 0, "FetchMaxBytes must be positive, is %d", c.fetchMaxBytes)
+	errs = append(errs, c.group.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -337,7 +349,9 @@ func StartOffset(spec OffsetSpec) ConsumerOpt {
 // ResetOffset makes the consumer handle OffsetOutOfRange itself, by moving
 // the partition to spec (Earliest or Latest, usually) and going on. Without
 // it, Poll reports OffsetOutOfRange as a *PartitionError and the partition
-// stops until it is sought.
+// stops until it is sought. For a GroupConsumer it is also where a
+// partition the group has no committed offset for starts; there the
+// default is Latest, as in Kafka.
 func ResetOffset(spec OffsetSpec) ConsumerOpt {
 	return consumerOpt{func(c *config) { c.resetOffset, c.autoReset = spec, true }}
 }

@@ -30,6 +30,7 @@ type benchOptions struct {
 	linger      time.Duration
 	compression string
 	rate        int64
+	group       string
 	json        bool
 }
 
@@ -42,7 +43,7 @@ func (m *Main) newBenchCmd() *cobra.Command {
 			"acknowledgement; bench consume reads --messages records of the topic from\n" +
 			"offset 0 and reports records/s and MB/s.",
 	}
-	cmd.AddCommand(m.newBenchProduceCmd(), m.newBenchConsumeCmd())
+	cmd.AddCommand(m.newBenchProduceCmd(), m.newBenchConsumeCmd(), m.newBenchRebalanceCmd())
 	return cmd
 }
 
@@ -89,6 +90,7 @@ func (m *Main) newBenchConsumeCmd() *cobra.Command {
 	}
 	f.register(cmd)
 	o.register(cmd)
+	cmd.Flags().StringVar(&o.group, "group", "", "consume as a member of consumer group `G` (from its committed offsets; 0 for a new group)")
 	return cmd
 }
 
@@ -154,13 +156,7 @@ func (m *Main) benchProduce(ctx context.Context, f *clientFlags, o *benchOptions
 	default:
 		return fmt.Errorf("--acks %q: want all or none", o.acks)
 	}
-	err = withAdmin(f, func(a *client.Admin) error {
-		err := a.CreateTopic(ctx, o.topic, o.partitions, 1, nil)
-		if errors.Is(err, protocol.ErrTopicAlreadyExists) {
-			return nil
-		}
-		return err
-	})
+	err = withAdmin(f, func(a *client.Admin) error { return ensureTopic(ctx, a, o.topic, o.partitions) })
 	if err != nil {
 		return err
 	}
@@ -238,6 +234,15 @@ func (m *Main) benchProduce(ctx context.Context, f *clientFlags, o *benchOptions
 	return nil
 }
 
+// ensureTopic creates topic with the given partitions unless it exists.
+func ensureTopic(ctx context.Context, a *client.Admin, topic string, partitions int32) error {
+	err := a.CreateTopic(ctx, topic, partitions, 1, nil)
+	if errors.Is(err, protocol.ErrTopicAlreadyExists) {
+		return nil
+	}
+	return err
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (m *Main) benchConsume(ctx context.Context, f *clientFlags, o *benchOptions) error {
@@ -260,12 +265,25 @@ func (m *Main) benchConsume(ctx context.Context, f *clientFlags, o *benchOptions
 	if err != nil {
 		return err
 	}
-	c, err := client.NewConsumer(append(f.opts(), client.StartOffset(client.Earliest))...)
+	var c interface {
+		Poll(context.Context) ([]*client.Record, error)
+		Close() error
+	}
+	if o.group != "" {
+		// A group consumer reading from where the group is (from 0 for a
+		// new group), committing as it goes.
+		c, err = client.NewGroupConsumer(o.group, append(f.opts(), client.Subscribe(o.topic), client.ResetOffset(client.Earliest))...)
+	} else {
+		var pc *client.Consumer
+		if pc, err = client.NewConsumer(append(f.opts(), client.StartOffset(client.Earliest))...); err == nil {
+			pc.Assign(o.topic, parts...)
+			c = pc
+		}
+	}
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.Assign(o.topic, parts...)
 	var read atomic.Int64
 	var bytes int64
 	stop := make(chan struct{})
