@@ -53,6 +53,10 @@ func (b *Broker) handle(ctx context.Context, from source, req protocol.Request) 
 		return b.handleDescribeGroups(r), nil
 	case *protocol.DeleteGroupsRequest:
 		return b.handleDeleteGroups(ctx, r), nil
+	case *protocol.JoinClusterRequest:
+		return b.handleJoinCluster(ctx, r), nil
+	case *protocol.ReportLeadersRequest:
+		return b.handleReportLeaders(ctx, r), nil
 	}
 	// DecodeRequest only returns requests of known APIs; a new API added to
 	// protocol without a handler here is a bug.

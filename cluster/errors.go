@@ -13,6 +13,8 @@ var (
 	// ErrNotController: this node does not lead the metadata group; retry
 	// at the controller.
 	ErrNotController = errors.New("weir/cluster: not the controller")
+	// ErrInvalidNode: a node's id or addresses are not valid.
+	ErrInvalidNode = errors.New("weir/cluster: invalid node")
 )
 
 // Errors of the consumer group coordinator. Check them with errors.Is.

@@ -202,6 +202,16 @@ func sampleMessages() []sample {
 			{ErrorCode: CodeGroupIDNotFound, GroupID: "nope"},
 		}}},
 
+		{"JoinClusterRequest", &JoinClusterRequest{NodeID: 2, ClientAddress: "10.0.0.2:7420", PeerAddress: "10.0.0.2:7421"}},
+		{"JoinClusterResponse", &JoinClusterResponse{ControllerID: 1}},
+		{"JoinClusterResponse/not-controller", &JoinClusterResponse{ErrorCode: CodeNotController, ControllerID: 3,
+			ControllerAddress: "10.0.0.3:7420"}},
+		{"ReportLeadersRequest", &ReportLeadersRequest{Leaders: []ReportLeadersRequestLeader{
+			{Topic: "orders", TopicID: 4, Partition: 2, LeaderID: 2, LeaderEpoch: 17},
+		}}},
+		{"ReportLeadersResponse", &ReportLeadersResponse{ErrorCode: CodeNotController, ErrorMessage: str("ask node 1"),
+			ControllerID: 1, ControllerAddress: "10.0.0.1:7420"}},
+
 		{"DeleteGroupsRequest", &DeleteGroupsRequest{GroupIDs: []string{"audit", "billing"}}},
 		{"DeleteGroupsResponse", &DeleteGroupsResponse{Results: []DeleteGroupsResponseResult{
 			{GroupID: "audit"}, {GroupID: "billing", ErrorCode: CodeNonEmptyGroup},

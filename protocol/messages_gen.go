@@ -72,6 +72,17 @@ const (
 	// empty consumer groups and their committed offsets. Send it to the
 	// controller.
 	KeyDeleteGroups APIKey = 15
+	// KeyJoinCluster is the key of the JoinCluster API. JoinCluster asks the
+	// cluster to take in a new node: the controller records its addresses and
+	// adds it to the metadata Raft group (as a voter up to five voters, then as a
+	// non-voter). Brokers send it when started with --join; any broker answers
+	// NotController with the controller's address.
+	KeyJoinCluster APIKey = 16
+	// KeyReportLeaders is the key of the ReportLeaders API. ReportLeaders tells
+	// the controller which partitions a broker now leads, so that every broker's
+	// Metadata names every partition's leader. Brokers send it to the controller
+	// whenever their replicas win elections.
+	KeyReportLeaders APIKey = 17
 )
 
 // apiTable lists every API in key order.
@@ -92,6 +103,8 @@ var apiTable = []apiInfo{
 	{KeyListGroups, "ListGroups", 0, 0, func() Request { return new(ListGroupsRequest) }, func() Response { return new(ListGroupsResponse) }},
 	{KeyDescribeGroups, "DescribeGroups", 0, 0, func() Request { return new(DescribeGroupsRequest) }, func() Response { return new(DescribeGroupsResponse) }},
 	{KeyDeleteGroups, "DeleteGroups", 0, 0, func() Request { return new(DeleteGroupsRequest) }, func() Response { return new(DeleteGroupsResponse) }},
+	{KeyJoinCluster, "JoinCluster", 0, 0, func() Request { return new(JoinClusterRequest) }, func() Response { return new(JoinClusterResponse) }},
+	{KeyReportLeaders, "ReportLeaders", 0, 0, func() Request { return new(ReportLeadersRequest) }, func() Response { return new(ReportLeadersResponse) }},
 }
 
 // APIVersionsRequest is the request body of the APIVersions API (key 0,
@@ -3671,4 +3684,320 @@ func (m *DeleteGroupsResponseResult) encode(w *Writer, version int16) {
 func (m *DeleteGroupsResponseResult) decode(r *Reader, version int16) {
 	m.GroupID = r.ReadString()
 	m.ErrorCode = ErrorCode(r.ReadInt16())
+}
+
+// JoinClusterRequest is the request body of the JoinCluster API (key 16,
+// versions 0 to 0). JoinCluster asks the cluster to take in a new node: the
+// controller records its addresses and adds it to the metadata Raft group (as
+// a voter up to five voters, then as a non-voter). Brokers send it when
+// started with --join; any broker answers NotController with the controller's
+// address.
+type JoinClusterRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The joining node's id, unique in the cluster. Wire: node_id, int32.
+	NodeID int32
+
+	// "host:port" clients reach it at. Wire: client_address, string.
+	ClientAddress string
+
+	// "host:port" other nodes reach its Raft groups at. Wire: peer_address,
+	// string.
+	PeerAddress string
+}
+
+// Key returns KeyJoinCluster.
+func (*JoinClusterRequest) Key() APIKey { return KeyJoinCluster }
+
+// GetVersion returns m.Version.
+func (m *JoinClusterRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *JoinClusterRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty JoinClusterResponse at m's version.
+func (m *JoinClusterRequest) ResponseKind() Response { return &JoinClusterResponse{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *JoinClusterRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *JoinClusterRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *JoinClusterRequest) Decode(r *Reader) error {
+	*m = JoinClusterRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *JoinClusterRequest) encode(w *Writer, version int16) {
+	w.PutInt32(m.NodeID)
+	w.PutString(m.ClientAddress)
+	w.PutString(m.PeerAddress)
+}
+
+func (m *JoinClusterRequest) decode(r *Reader, version int16) {
+	m.NodeID = r.ReadInt32()
+	m.ClientAddress = r.ReadString()
+	m.PeerAddress = r.ReadString()
+}
+
+// JoinClusterResponse is the response body of the JoinCluster API (key 16,
+// versions 0 to 0).
+type JoinClusterResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, InvalidRequest (a bad id or address, or the id of
+	// another live node), RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The controller's node id, -1 if unknown. Wire: controller_id, int32.
+	ControllerID int32
+
+	// "host:port" of the controller's client listener when error_code is
+	// NotController, else "". Wire: controller_address, string.
+	ControllerAddress string
+}
+
+// Key returns KeyJoinCluster.
+func (*JoinClusterResponse) Key() APIKey { return KeyJoinCluster }
+
+// GetVersion returns m.Version.
+func (m *JoinClusterResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *JoinClusterResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty JoinClusterRequest at m's version.
+func (m *JoinClusterResponse) RequestKind() Request { return &JoinClusterRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *JoinClusterResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *JoinClusterResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *JoinClusterResponse) Decode(r *Reader) error {
+	*m = JoinClusterResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *JoinClusterResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutInt32(m.ControllerID)
+	w.PutString(m.ControllerAddress)
+}
+
+func (m *JoinClusterResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.ControllerID = r.ReadInt32()
+	m.ControllerAddress = r.ReadString()
+}
+
+// ReportLeadersRequest is the request body of the ReportLeaders API (key 17,
+// versions 0 to 0). ReportLeaders tells the controller which partitions a
+// broker now leads, so that every broker's Metadata names every partition's
+// leader. Brokers send it to the controller whenever their replicas win
+// elections.
+type ReportLeadersRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// Partitions this broker leads, with the Raft term they were won in. Wire:
+	// leaders, array of ReportLeadersRequestLeader.
+	Leaders []ReportLeadersRequestLeader
+}
+
+// Key returns KeyReportLeaders.
+func (*ReportLeadersRequest) Key() APIKey { return KeyReportLeaders }
+
+// GetVersion returns m.Version.
+func (m *ReportLeadersRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ReportLeadersRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty ReportLeadersResponse at m's version.
+func (m *ReportLeadersRequest) ResponseKind() Response {
+	return &ReportLeadersResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ReportLeadersRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ReportLeadersRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ReportLeadersRequest) Decode(r *Reader) error {
+	*m = ReportLeadersRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ReportLeadersRequest) encode(w *Writer, version int16) {
+	w.PutArrayLen(len(m.Leaders))
+	for i := range m.Leaders {
+		m.Leaders[i].encode(w, version)
+	}
+}
+
+func (m *ReportLeadersRequest) decode(r *Reader, version int16) {
+	if n := r.ReadArrayLen(26); n > 0 {
+		m.Leaders = make([]ReportLeadersRequestLeader, n)
+		for i := range m.Leaders {
+			m.Leaders[i].decode(r, version)
+		}
+	}
+}
+
+// ReportLeadersRequestLeader is an element of ReportLeadersRequest.Leaders.
+// Partitions this broker leads, with the Raft term they were won in.
+type ReportLeadersRequestLeader struct {
+	// The topic's name. Wire: topic, string.
+	Topic string
+
+	// The topic's id (a topic created again gets a new one). Wire: topic_id,
+	// int64.
+	TopicID int64
+
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The reporting broker's node id. Wire: leader_id, int32.
+	LeaderID int32
+
+	// The partition's Raft term. Wire: leader_epoch, int64.
+	LeaderEpoch int64
+}
+
+func (m *ReportLeadersRequestLeader) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutInt64(m.TopicID)
+	w.PutInt32(m.Partition)
+	w.PutInt32(m.LeaderID)
+	w.PutInt64(m.LeaderEpoch)
+}
+
+func (m *ReportLeadersRequestLeader) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	m.TopicID = r.ReadInt64()
+	m.Partition = r.ReadInt32()
+	m.LeaderID = r.ReadInt32()
+	m.LeaderEpoch = r.ReadInt64()
+}
+
+// ReportLeadersResponse is the response body of the ReportLeaders API (key 17,
+// versions 0 to 0).
+type ReportLeadersResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The controller's node id, -1 if unknown. Wire: controller_id, int32.
+	ControllerID int32
+
+	// "host:port" of the controller's client listener when error_code is
+	// NotController, else "". Wire: controller_address, string.
+	ControllerAddress string
+}
+
+// Key returns KeyReportLeaders.
+func (*ReportLeadersResponse) Key() APIKey { return KeyReportLeaders }
+
+// GetVersion returns m.Version.
+func (m *ReportLeadersResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ReportLeadersResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty ReportLeadersRequest at m's version.
+func (m *ReportLeadersResponse) RequestKind() Request {
+	return &ReportLeadersRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ReportLeadersResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ReportLeadersResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ReportLeadersResponse) Decode(r *Reader) error {
+	*m = ReportLeadersResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ReportLeadersResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutInt32(m.ControllerID)
+	w.PutString(m.ControllerAddress)
+}
+
+func (m *ReportLeadersResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.ControllerID = r.ReadInt32()
+	m.ControllerAddress = r.ReadString()
 }
