@@ -111,6 +111,7 @@ type Broker struct {
 	metaTrans   raft.Transport
 	replicas    replicaSet
 	leaders     leaderReports
+	peers       brokerClient // to the controller: joins, leader reports
 
 	requestBytes *budget // request frames held in memory
 	produceBytes *budget // produce bytes proposed, not yet committed
@@ -122,7 +123,11 @@ type Broker struct {
 	closed    bool
 
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx is cancelled at Close: it bounds what the broker's own
+	// goroutines wait for (requests to other brokers).
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // Open starts the broker's metadata group member (bootstrapping a
@@ -163,6 +168,7 @@ func Open(cfg Config) (*Broker, error) {
 		cfg.Groups.Logger = b.logger.With("component", "groups")
 	}
 	b.coordinator = cluster.NewCoordinator(b.controller, cfg.Groups)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(2)
 	go b.watchMetadata()
 	go b.reportLeaders()
@@ -228,8 +234,10 @@ func (b *Broker) Close() error {
 	}
 	b.mu.Unlock()
 	close(b.stop)
+	b.cancel()
 	b.wg.Wait()
 	b.coordinator.Close()
+	b.peers.Close()
 	b.replicas.closeAll(b)
 	err := b.controller.Close()
 	if c, ok := b.metaTrans.(raft.WithClose); ok {

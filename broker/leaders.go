@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"weir/cluster"
+	"weir/protocol"
 )
 
 // leaderReports are the leaderships this node's replicas have won and the
@@ -80,14 +81,38 @@ func (b *Broker) reportLeaders() {
 		if len(reports) == 0 {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := b.controller.ReportLeaders(ctx, reports)
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		err := b.sendLeaderReports(ctx, reports)
 		cancel()
 		if err != nil {
-			// Not the controller (the cluster forwards these in a later
-			// step), or the metadata group is electing: try again soon.
+			// The metadata group is electing, or the controller is out of
+			// reach: try again soon.
+			b.logger.Debug("reporting partition leaders", "err", err)
 			b.leaders.putBack(reports)
 			retry = time.After(200 * time.Millisecond)
 		}
 	}
+}
+
+// sendLeaderReports hands reports to the controller: directly when this
+// node is the controller, else over the controller's client port.
+func (b *Broker) sendLeaderReports(ctx context.Context, reports []cluster.LeaderReport) error {
+	if b.controller.IsLeader() {
+		return b.controller.ReportLeaders(ctx, reports)
+	}
+	id, addr := b.controllerAddress()
+	if id < 0 || addr == "" || id == b.cfg.NodeID {
+		return cluster.ErrNotController
+	}
+	req := &protocol.ReportLeadersRequest{Leaders: make([]protocol.ReportLeadersRequestLeader, len(reports))}
+	for i, r := range reports {
+		req.Leaders[i] = protocol.ReportLeadersRequestLeader{Topic: r.Topic, TopicID: int64(r.TopicID), Partition: r.Partition,
+			LeaderID: r.Leader, LeaderEpoch: int64(r.Epoch)}
+	}
+	resp, err := b.peers.call(ctx, addr, req)
+	if err != nil {
+		return err
+	}
+	r := resp.(*protocol.ReportLeadersResponse)
+	return protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
 }
