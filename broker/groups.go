@@ -38,9 +38,7 @@ func (b *Broker) handleGroupHeartbeat(ctx context.Context, from source, r *proto
 		resp.MemberEpoch = -1
 		return resp
 	}
-	if m := b.controller.Group(r.GroupID); m != nil && m.Members[res.MemberID] != nil {
-		resp.HeartbeatIntervalMs = int32(b.coordinator.HeartbeatInterval(m.Members[res.MemberID].SessionTimeoutMs).Milliseconds())
-	}
+	resp.HeartbeatIntervalMs = int32(b.coordinator.HeartbeatInterval(res.SessionTimeoutMs).Milliseconds())
 	resp.Assignment = []protocol.ConsumerGroupHeartbeatResponseTopic{}
 	byTopic(res.Assignment, func(topic string, partitions []int32) {
 		resp.Assignment = append(resp.Assignment, protocol.ConsumerGroupHeartbeatResponseTopic{Topic: topic, Partitions: partitions})

@@ -3,6 +3,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -208,6 +209,7 @@ func NewGroupConsumer(group string, opts ...Opt) (*GroupConsumer, error) {
 		autoStop: make(chan struct{}),
 		pollSem:  make(chan struct{}, 1),
 	}
+	g.mu.memberID = rand.Text()
 	g.mu.assigned = map[topicPartition]bool{}
 	g.mu.owned = map[topicPartition]bool{}
 	g.mu.revoking = map[topicPartition]bool{}
@@ -233,7 +235,7 @@ func NewGroupConsumer(group string, opts ...Opt) (*GroupConsumer, error) {
 	return g, nil
 }
 
-// Member returns the member's id and epoch: "" and 0 while it joins.
+// Member returns the member's id and epoch; the epoch is 0 while it joins.
 func (g *GroupConsumer) Member() (id string, epoch int32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -542,12 +544,18 @@ func (g *GroupConsumer) commitOffsets(ctx context.Context, turn commitTurn, offs
 func (g *GroupConsumer) commitNow(ctx context.Context, offsets map[topicPartition]int64, explicit bool) error {
 	var errs []error
 	pending := maps.Clone(offsets)
+	g.mu.Lock()
+	life := g.mu.lives
+	g.mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		g.mu.Lock()
 		id, epoch := g.mu.memberID, g.mu.epoch
 		for tp, off := range pending {
 			switch {
-			case !g.mu.owned[tp] || epoch <= 0:
+			// Offsets of a membership lost since (even if the member holds
+			// the partition again) are not this member's to commit: the
+			// group may have moved the partition on meanwhile.
+			case !g.mu.owned[tp] || epoch <= 0 || g.mu.lives != life:
 				if explicit {
 					errs = append(errs, &PartitionError{Topic: tp.topic, Partition: tp.partition, Err: ErrNotAssigned})
 				}

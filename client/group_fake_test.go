@@ -259,7 +259,7 @@ func TestGroupFetchIdentity(t *testing.T) {
 	pollGroupN(t, ctx, g, 4)
 	hb := logged[*protocol.ConsumerGroupHeartbeatRequest](fg)
 	join := hb[0]
-	if join.MemberID != "" || join.MemberEpoch != 0 || join.GroupID != "grp" || *join.InstanceID != "i1" ||
+	if len(join.MemberID) < 16 || join.MemberEpoch != 0 || join.GroupID != "grp" || *join.InstanceID != "i1" ||
 		join.SessionTimeoutMs != 7000 || !slices.Equal(join.SubscribedTopicNames, []string{"t"}) ||
 		*join.SubscribedTopicRegex != "" || *join.ServerAssignor != "range" {
 		t.Errorf("join: %+v", join)
@@ -446,15 +446,16 @@ func TestGroupHeartbeatFenced(t *testing.T) {
 			}
 		}
 	}
-	// The rejoin: member "" epoch 0, owning nothing.
+	// The rejoin: a new member id, epoch 0, owning nothing.
 	var rejoin *protocol.ConsumerGroupHeartbeatRequest
-	for _, hb := range logged[*protocol.ConsumerGroupHeartbeatRequest](fg)[1:] {
+	beats := logged[*protocol.ConsumerGroupHeartbeatRequest](fg)
+	for _, hb := range beats[1:] {
 		if hb.MemberEpoch == 0 {
 			rejoin = hb
 			break
 		}
 	}
-	if rejoin == nil || rejoin.MemberID != "" || len(rejoin.Owned) != 0 || rejoin.SubscribedTopicNames == nil {
+	if rejoin == nil || rejoin.MemberID == beats[0].MemberID || len(rejoin.MemberID) < 16 || len(rejoin.Owned) != 0 || rejoin.SubscribedTopicNames == nil {
 		t.Fatalf("rejoin: %+v", rejoin)
 	}
 	// The new member goes on from the commits: the 4 uncommitted records

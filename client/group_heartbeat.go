@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -139,7 +140,9 @@ func (g *GroupConsumer) heartbeatRequest() (*protocol.ConsumerGroupHeartbeatRequ
 func (g *GroupConsumer) rejoinLocked() {
 	g.loseLocked(sortedTPKeys(g.mu.owned))
 	clear(g.mu.assigned)
-	g.mu.memberID, g.mu.epoch = "", 0
+	// A new life, a new id: the member picks it, so that a join whose
+	// answer was lost and is sent again does not make a second member.
+	g.mu.memberID, g.mu.epoch = rand.Text(), 0
 	g.mu.lives++
 	g.c.member.Store(nil)
 }

@@ -47,6 +47,13 @@ type Controller struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced at each change
+
+	// ready is set while this node leads and has applied every entry of
+	// earlier terms (a Barrier in its term): before that, its state may
+	// lack commits the previous controller acknowledged.
+	ready atomic.Bool
+	stop  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // OpenController opens (or creates) the metadata group's member in cfg.Dir.
@@ -66,7 +73,7 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("weir/cluster: %w", err)
 	}
-	c := &Controller{cfg: cfg, logger: cfg.Logger, changed: make(chan struct{})}
+	c := &Controller{cfg: cfg, logger: cfg.Logger, changed: make(chan struct{}), stop: make(chan struct{})}
 	c.meta.Store(newMetadata())
 	c.groups.groups = map[string]*Group{}
 	var err error
@@ -96,11 +103,44 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 		c.store.Close()
 		return nil, fmt.Errorf("weir/cluster: start metadata raft: %w", err)
 	}
+	c.wg.Add(1)
+	go c.watchLeadership()
 	return c, nil
+}
+
+// watchLeadership keeps ready: when this node wins an election it applies
+// everything before its term (Barrier) before it acts as the controller.
+func (c *Controller) watchLeadership() {
+	defer c.wg.Done()
+	leaderCh := c.raft.LeaderCh()
+	for {
+		leading := c.raft.State() == raft.Leader
+		if !leading {
+			c.ready.Store(false)
+		} else if !c.ready.Load() && c.raft.Barrier(c.cfg.ElectionTimeout).Error() == nil && c.raft.State() == raft.Leader {
+			c.ready.Store(true)
+		}
+		var retry <-chan time.Time
+		if leading && !c.ready.Load() {
+			retry = time.After(10 * time.Millisecond) // the barrier failed: again soon
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-leaderCh:
+		case <-retry:
+		}
+	}
 }
 
 // Close stops the metadata group's member.
 func (c *Controller) Close() error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	c.wg.Wait()
 	err := c.raft.Shutdown().Error()
 	if cerr := c.store.Close(); err == nil {
 		err = cerr
@@ -118,8 +158,9 @@ func (c *Controller) Changed() <-chan struct{} {
 	return c.changed
 }
 
-// IsLeader reports whether this node is the controller.
-func (c *Controller) IsLeader() bool { return c.raft.State() == raft.Leader }
+// IsLeader reports whether this node is the controller: it leads the
+// metadata group and has applied everything earlier controllers committed.
+func (c *Controller) IsLeader() bool { return c.ready.Load() && c.raft.State() == raft.Leader }
 
 // LeaderID is the controller's node id, or 0 when unknown.
 func (c *Controller) LeaderID() NodeID {

@@ -138,6 +138,9 @@ func (co *Coordinator) Heartbeat(ctx context.Context, group string, hb Heartbeat
 	if hb.MemberEpoch == 0 && hb.MemberID == "" {
 		hb.MemberID = rand.Text()
 	}
+	if len(hb.MemberID) > maxGroupIDLen {
+		return HeartbeatResult{MemberEpoch: -1}, fmt.Errorf("%w: member id of %d bytes (at most %d)", ErrInvalidGroupRequest, len(hb.MemberID), maxGroupIDLen)
+	}
 	if hb.MemberEpoch == 0 || hb.SessionTimeoutMs != 0 {
 		hb.SessionTimeoutMs = co.clampSession(hb.SessionTimeoutMs)
 	}

@@ -99,6 +99,9 @@ type HeartbeatResult struct {
 	MemberID    string
 	MemberEpoch int32
 	Assignment  []TopicPartition // everything the member may consume now
+	// SessionTimeoutMs is the member's session, which sets its heartbeat
+	// interval.
+	SessionTimeoutMs int32
 }
 
 // newGroup returns an empty group.
@@ -155,6 +158,9 @@ func (g *Group) clone() *Group {
 	c.Members = make(map[string]*Member, len(g.Members))
 	for id, m := range g.Members {
 		mc := *m
+		// Deep: a dry run must not write through shared arrays into the
+		// live state.
+		mc.Topics, mc.Assigned, mc.Revoking = slices.Clone(m.Topics), slices.Clone(m.Assigned), slices.Clone(m.Revoking)
 		c.Members[id] = &mc
 	}
 	c.Target = maps.Clone(g.Target)
@@ -218,9 +224,10 @@ func (g *Group) heartbeat(hb *Heartbeat, meta *Metadata) (res HeartbeatResult, c
 		}
 		g.Assignor, changed, groupChanged = *hb.Assignor, true, true
 	}
-	// The member has given back what it was revoking once it no longer
-	// lists any of it.
-	if len(m.Revoking) > 0 && !slices.ContainsFunc(m.Revoking, func(tp TopicPartition) bool {
+	// The member has given back what it was revoking once a heartbeat of
+	// its current epoch (one sent after it learned of the revocation) no
+	// longer lists any of it.
+	if len(m.Revoking) > 0 && hb.MemberEpoch == m.Epoch && !slices.ContainsFunc(m.Revoking, func(tp TopicPartition) bool {
 		return containsTP(hb.Owned, tp)
 	}) {
 		m.Revoking = nil
@@ -232,7 +239,8 @@ func (g *Group) heartbeat(hb *Heartbeat, meta *Metadata) (res HeartbeatResult, c
 	if g.reconcile(m) {
 		changed = true
 	}
-	return HeartbeatResult{MemberID: m.ID, MemberEpoch: m.Epoch, Assignment: slices.Clone(m.Assigned)}, changed, nil
+	return HeartbeatResult{MemberID: m.ID, MemberEpoch: m.Epoch, Assignment: slices.Clone(m.Assigned),
+		SessionTimeoutMs: m.SessionTimeoutMs}, changed, nil
 }
 
 // join adds a member, or, for a static member whose instance id is already
@@ -361,8 +369,8 @@ func (g *Group) reconcile(m *Member) bool {
 	if len(add) == 0 {
 		return false
 	}
-	m.Assigned = append(m.Assigned, add...)
-	slices.SortFunc(m.Assigned, TopicPartition.Compare)
+	// A new slice, never an append into the old one's spare capacity.
+	m.Assigned = slices.SortedFunc(slices.Values(slices.Concat(m.Assigned, add)), TopicPartition.Compare)
 	m.Epoch++
 	return true
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +30,14 @@ type testMember struct {
 
 func (m *testMember) beat(t *testing.T, g *Group, meta *Metadata) HeartbeatResult {
 	t.Helper()
+	// The coordinator's dry run, on a copy: it must leave g as it was.
+	before, _ := json.Marshal(g)
+	if _, _, err := g.clone().heartbeat(&Heartbeat{MemberID: m.id, MemberEpoch: m.epoch, Owned: slices.Clone(m.owned)}, meta); err != nil {
+		t.Fatalf("%s: dry run: %v", m.id, err)
+	}
+	if after, _ := json.Marshal(g); string(after) != string(before) {
+		t.Fatalf("%s: the dry run changed the group:\n%s\n%s", m.id, before, after)
+	}
 	res, _, err := g.heartbeat(&Heartbeat{MemberID: m.id, MemberEpoch: m.epoch, Owned: m.owned}, meta)
 	if err != nil {
 		t.Fatalf("%s: heartbeat: %v", m.id, err)

@@ -81,10 +81,15 @@ func (c *Controller) applyGroup(cmd *command) any {
 	case opGroupCommit:
 		results := make([][]error, len(cmd.Commits))
 		for i, gc := range cmd.Commits {
-			g := t.group(gc.Group, true)
+			g := t.group(gc.Group, false)
+			if g == nil {
+				g = newGroup(gc.Group) // kept only if a commit lands in it
+			}
 			results[i] = make([]error, len(gc.Commits))
 			for j := range gc.Commits {
-				results[i][j] = g.commit(&gc.Commits[j], meta, cmd.NowMs)
+				if results[i][j] = g.commit(&gc.Commits[j], meta, cmd.NowMs); results[i][j] == nil {
+					t.groups[gc.Group] = g
+				}
 			}
 		}
 		return results
@@ -170,19 +175,26 @@ func (c *Controller) GroupIDs() []string {
 // CheckMember reports whether member memberID of group at epoch owns tp:
 // nil, or an error wrapping ErrUnknownMember or ErrFencedMember. Any node
 // can answer (every node applies the group state), so partition leaders
-// fence the fetches of zombie members; a node that lags the controller may
-// answer ErrUnknownMember for a member that has just joined, which the
-// member treats as a cue to heartbeat.
+// fence the fetches of zombie members. A node that is not the controller
+// may lag it: a member it does not know yet, or whose epoch is ahead of
+// what it has applied, passes, and only what it knows to be stale fails.
 func (c *Controller) CheckMember(group, memberID string, epoch int32, tp TopicPartition) error {
+	authoritative := c.IsLeader()
 	t := &c.groups
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	var m *Member
 	g := t.groups[group]
-	if g == nil {
-		return fmt.Errorf("%w: %q in group %q", ErrUnknownMember, memberID, group)
+	if g != nil {
+		m = g.Members[memberID]
 	}
-	if memberID == "" {
+	switch {
+	case memberID == "":
 		return fmt.Errorf("%w: no member id", ErrUnknownMember)
+	case m == nil && !authoritative, m != nil && epoch > m.Epoch && !authoritative:
+		return nil
+	case g == nil:
+		return fmt.Errorf("%w: %q in group %q", ErrUnknownMember, memberID, group)
 	}
 	return g.checkOwner(memberID, epoch, tp)
 }

@@ -2279,8 +2279,11 @@ type ConsumerGroupHeartbeatRequest struct {
 	// The group's id. Wire: group_id, string.
 	GroupID string
 
-	// The member's id: "" to join (the coordinator picks one), then the id the
-	// coordinator returned. Wire: member_id, string.
+	// The member's id. To join: an id the member picks (at most 255 bytes,
+	// unique, e.g. random; the same for every retry of the join, so that a join
+	// whose answer was lost does not make a second member), or "" for one the
+	// coordinator picks. Then the id the response returned. Wire: member_id,
+	// string.
 	MemberID string
 
 	// 0 to join; -1 to leave; else the member epoch the last response gave. Wire:
