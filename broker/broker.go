@@ -20,6 +20,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"weir/cluster"
+	"weir/internal/peer"
+	"weir/protocol"
 )
 
 // Config configures a broker. Zero values mean defaults.
@@ -29,6 +31,15 @@ type Config struct {
 	// AdvertisedAddr is the host:port clients are told to reach this node
 	// at; default: the listener's address.
 	AdvertisedAddr string
+	// PeerListen is the host:port of the peer listener, which carries the
+	// Raft traffic of every group this node is in (default 127.0.0.1:0);
+	// AdvertisedPeerAddr is where other nodes reach it (default: the
+	// listener's address).
+	PeerListen, AdvertisedPeerAddr string
+	// Join lists client addresses (host:port) of nodes of an existing
+	// cluster. A node with Join and no state of its own joins that cluster;
+	// without Join it starts a new single-node cluster.
+	Join []string
 	// TopicDefaults are the settings (topic config keys) a new topic gets
 	// for keys its creator does not set; keys not here get the built-in
 	// defaults of cluster.DefaultTopicConfig.
@@ -82,6 +93,9 @@ func (c Config) withDefaults() (Config, error) {
 			*v = d
 		}
 	}
+	if c.PeerListen == "" {
+		c.PeerListen = "127.0.0.1:0"
+	}
 	setDur(&c.IdleTimeout, 10*time.Minute)
 	setDur(&c.WriteTimeout, 30*time.Second)
 	setDur(&c.ReadTimeout, 30*time.Second)
@@ -108,6 +122,7 @@ type Broker struct {
 	logger      *slog.Logger
 	controller  *cluster.Controller
 	coordinator *cluster.Coordinator
+	mux         *peer.Mux
 	metaTrans   raft.Transport
 	replicas    replicaSet
 	leaders     leaderReports
@@ -151,17 +166,31 @@ func Open(cfg Config) (*Broker, error) {
 		stop:         make(chan struct{}),
 	}
 	b.metrics = newMetrics(b)
-	id := cluster.ServerID(cfg.NodeID)
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/metadata", cfg.NodeID)))
+	b.mux, err = peer.Listen(cfg.PeerListen, peer.Options{Advertise: cfg.AdvertisedPeerAddr, Logger: b.logger.With("component", "peer")})
+	if err != nil {
+		return nil, fmt.Errorf("weir/broker: peer listener: %w", err)
+	}
+	trans, err := peer.NewTransport(b.mux, metadataGroup, peer.TransportConfig{Logger: b.logger})
+	if err != nil {
+		b.mux.Close()
+		return nil, err
+	}
 	b.metaTrans = trans
+	var bootstrap []raft.Server
+	if len(cfg.Join) == 0 {
+		// A new cluster of this node alone; others join it.
+		bootstrap = []raft.Server{{ID: cluster.ServerID(cfg.NodeID), Address: trans.LocalAddr()}}
+	}
 	b.controller, err = cluster.OpenController(cluster.ControllerConfig{
 		NodeID: cfg.NodeID, Dir: filepath.Join(cfg.DataDir, "metadata"), Transport: trans,
-		Peers:            []raft.Server{{ID: id, Address: addr}},
+		Peers:            bootstrap,
 		HeartbeatTimeout: cfg.RaftHeartbeatTimeout, ElectionTimeout: cfg.RaftElectionTimeout,
 		LeaderLeaseTimeout: cfg.RaftLeaderLeaseTimeout,
 		Logger:             b.logger.With("group", "metadata"),
 	})
 	if err != nil {
+		trans.Close()
+		b.mux.Close()
 		return nil, err
 	}
 	if cfg.Groups.Logger == nil {
@@ -175,27 +204,63 @@ func Open(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// register records the node's advertised address once the metadata group has
-// a leader, so Metadata can name this broker. Serve calls it.
+// metadataGroup is the metadata Raft group's id on the peer listener.
+const metadataGroup = "metadata"
+
+// register makes sure the cluster knows this node at its addresses: a node
+// the metadata already has as it is needs nothing; the controller adds
+// itself; any other node asks the controller with JoinCluster (found
+// through the join seeds, which redirect to it). Serve calls it.
 func (b *Broker) register(ctx context.Context, addr string) error {
-	if err := b.controller.WaitLeader(ctx); err != nil {
-		return err
-	}
-	n := cluster.Node{ID: b.cfg.NodeID, ClientAddr: addr}
-	if cur, ok := b.controller.Metadata().Nodes[n.ID]; ok && cur == n {
-		return nil
-	}
-	for {
-		err := b.controller.RegisterNode(ctx, n)
-		if !errors.Is(err, cluster.ErrNotController) {
-			return err
+	n := cluster.Node{ID: b.cfg.NodeID, ClientAddr: addr, PeerAddr: b.mux.Addr().String()}
+	seeds := b.cfg.Join
+	var redirect string
+	for attempt := 0; ; attempt++ {
+		if cur, ok := b.controller.Metadata().Nodes[n.ID]; ok && cur == n {
+			return nil
+		}
+		var err error
+		switch _, ctrl := b.controllerAddress(); {
+		case b.controller.IsLeader():
+			err = b.controller.AddNode(ctx, n)
+		case redirect != "" || ctrl != "" || len(seeds) > 0:
+			target := redirect
+			if target == "" {
+				target = ctrl
+			}
+			if target == "" || target == addr {
+				target = seeds[attempt%len(seeds)]
+			}
+			redirect, err = b.join(ctx, target, n)
+		default:
+			err = cluster.ErrNotController // a new cluster electing itself
+		}
+		if err == nil {
+			return nil
+		}
+		if attempt%50 == 49 {
+			b.logger.Warn("joining the cluster", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// join sends JoinCluster to target; it returns the controller's address
+// when target is not the controller.
+func (b *Broker) join(ctx context.Context, target string, n cluster.Node) (redirect string, err error) {
+	resp, err := b.peers.call(ctx, target, &protocol.JoinClusterRequest{NodeID: n.ID, ClientAddress: n.ClientAddr, PeerAddress: n.PeerAddr})
+	if err != nil {
+		return "", err
+	}
+	r := resp.(*protocol.JoinClusterResponse)
+	if r.ErrorCode == protocol.CodeNotController {
+		return r.ControllerAddress, protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
+	}
+	return "", protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
 }
 
 // watchMetadata keeps the hosted replicas in line with the metadata.
@@ -242,6 +307,9 @@ func (b *Broker) Close() error {
 	err := b.controller.Close()
 	if c, ok := b.metaTrans.(raft.WithClose); ok {
 		c.Close()
+	}
+	if merr := b.mux.Close(); err == nil {
+		err = merr
 	}
 	return err
 }

@@ -143,27 +143,19 @@ func (b *Broker) handleCreateTopics(ctx context.Context, r *protocol.CreateTopic
 	return resp
 }
 
-// waitTopicReady waits until every partition of the topic hosted here has
-// a leader.
+// waitTopicReady waits until every partition of the topic has a leader
+// that has reported itself in the metadata (so that every broker's
+// Metadata names it).
 func (b *Broker) waitTopicReady(ctx context.Context, name string) error {
 	for {
+		changed := b.controller.Changed()
 		t := b.controller.Metadata().Topics[name]
 		if t == nil {
 			return fmt.Errorf("%w: %q", cluster.ErrUnknownTopic, name)
 		}
 		ready := true
-		for p, nodes := range t.Replicas {
-			if !slices.Contains(nodes, b.cfg.NodeID) {
-				continue
-			}
-			rep := b.replicas.get(name, int32(p))
-			if rep == nil {
-				ready = false
-				break
-			}
-			// A leader is known, and if it is this node, it is ready.
-			li := rep.partition.Leader()
-			if li.LeaderID == "" || li.LeaderID == cluster.ServerID(b.cfg.NodeID) && !li.IsLeader {
+		for p := range t.Replicas {
+			if t.Leader(int32(p)).Leader == 0 {
 				ready = false
 				break
 			}
@@ -174,7 +166,7 @@ func (b *Broker) waitTopicReady(ctx context.Context, name string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-changed:
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"weir/cluster"
+	"weir/internal/peer"
 	wlog "weir/log"
 	"weir/partition"
 )
@@ -94,7 +95,7 @@ func (b *Broker) reconcile(meta *cluster.Metadata) bool {
 	}
 	ok := true
 	for _, k := range missing {
-		r, err := b.openReplica(k, want[k])
+		r, err := b.openReplica(k, want[k], meta)
 		if err != nil {
 			b.logger.Error("opening replica", "partition", k, "err", err)
 			ok = false
@@ -119,17 +120,30 @@ func (r *replica) close(b *Broker) {
 
 func configEqual(a, b cluster.TopicConfig) bool { return reflect.DeepEqual(a, b) }
 
-// openReplica opens one replica with its topic's settings.
-func (b *Broker) openReplica(k replicaKey, t *cluster.Topic) (*replica, error) {
+// openReplica opens one replica with its topic's settings. Its Raft group
+// goes over the peer listener; a new group is bootstrapped with the
+// partition's replicas as voters (every replica bootstraps the same
+// configuration, which Raft allows).
+func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metadata) (*replica, error) {
 	opts, err := logOptions(t.Config)
 	if err != nil {
 		return nil, err
 	}
-	id := cluster.ServerID(b.cfg.NodeID)
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node-%d/%s-%d", b.cfg.NodeID, k, t.ID)))
+	var peers []raft.Server
+	for _, n := range t.Replicas[k.partition] {
+		addr := meta.Nodes[n].PeerAddr
+		if addr == "" {
+			return nil, fmt.Errorf("replica node %d has no peer address yet", n)
+		}
+		peers = append(peers, raft.Server{ID: cluster.ServerID(n), Address: raft.ServerAddress(addr)})
+	}
+	trans, err := peer.NewTransport(b.mux, replicaGroup(t.ID, k.partition), peer.TransportConfig{Logger: b.logger})
+	if err != nil {
+		return nil, err
+	}
 	p, err := partition.Open(partition.Config{
-		ID: id, Dir: b.replicaDir(k, t.ID), Log: opts, Transport: trans,
-		Peers:            []raft.Server{{ID: id, Address: addr}},
+		ID: cluster.ServerID(b.cfg.NodeID), Dir: b.replicaDir(k, t.ID), Log: opts, Transport: trans,
+		Peers:            peers,
 		HeartbeatTimeout: b.cfg.RaftHeartbeatTimeout, ElectionTimeout: b.cfg.RaftElectionTimeout,
 		LeaderLeaseTimeout: b.cfg.RaftLeaderLeaseTimeout,
 		RetentionInterval:  b.cfg.RetentionInterval,
@@ -142,9 +156,16 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic) (*replica, error) {
 		},
 	})
 	if err != nil {
+		trans.Close()
 		return nil, err
 	}
 	return &replica{key: k, topicID: t.ID, config: t.Config, partition: p, transport: trans}, nil
+}
+
+// replicaGroup is a partition's Raft group id on the peer listener. Topic
+// ids are unique in the cluster's history, unlike names.
+func replicaGroup(topicID uint64, partition int32) string {
+	return fmt.Sprintf("p/%d/%d", topicID, partition)
 }
 
 // logOptions turns topic settings into the log's options. With discard=old,

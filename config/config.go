@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	PeerListen string `mapstructure:"peer-listen"`
 	// HTTPListen is the host:port of /metrics and /healthz.
 	HTTPListen string `mapstructure:"http-listen"`
+	// Join is a comma-separated list of client addresses (host:port) of
+	// nodes of an existing cluster for this node to join on its first
+	// start. Empty: the node starts a cluster of its own.
+	Join string `mapstructure:"join"`
 	// Log holds the defaults for every partition's on-disk log.
 	Log LogConfig `mapstructure:"log"`
 	// Group tunes the consumer group coordinator.
@@ -172,6 +177,12 @@ func (c Config) Validate() error {
 		}
 	}
 
+	for _, seed := range c.JoinAddrs() {
+		if err := checkAddr(seed); err != nil {
+			bad("join", "%q: %v", seed, err)
+		}
+	}
+
 	l := c.Log
 	switch l.Fsync {
 	case FsyncAlways, FsyncNever:
@@ -231,4 +242,15 @@ func checkAddr(addr string) error {
 func isAnyPort(addr string) bool {
 	_, port, _ := net.SplitHostPort(addr)
 	return port == "0"
+}
+
+// JoinAddrs returns the addresses of Join, without empty entries.
+func (c Config) JoinAddrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }

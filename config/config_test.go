@@ -50,6 +50,7 @@ func TestValidate(t *testing.T) {
 		{"retention-age 0 means forever", func(c *config.Config) { c.Log.RetentionAge = 0 }, ""},
 		{"retention-age negative", func(c *config.Config) { c.Log.RetentionAge = -time.Hour }, "log.retention-age"},
 		{"retention-bytes negative", func(c *config.Config) { c.Log.RetentionBytes = -1 }, "log.retention-bytes"},
+		{"join with a bad address", func(c *config.Config) { c.Join = "127.0.0.1:4, nonsense" }, "join"},
 		{"heartbeat interval 0", func(c *config.Config) { c.Group.HeartbeatInterval = 0 }, "group.heartbeat-interval"},
 		{"session below minimum", func(c *config.Config) { c.Group.SessionTimeout = time.Millisecond }, "group.session-timeout"},
 		{"min above max", func(c *config.Config) { c.Group.MinSessionTimeout = time.Hour }, "group.min-session-timeout"},
@@ -134,6 +135,7 @@ func TestAddFlags(t *testing.T) {
 		"--listen=127.0.0.1:1",
 		"--peer-listen=127.0.0.1:2",
 		"--http-listen=127.0.0.1:3",
+		"--join=127.0.0.1:4,127.0.0.1:5",
 		"--log.fsync=interval",
 		"--log.fsync-interval=2s",
 		"--log.segment-bytes=4096",
@@ -163,6 +165,7 @@ func TestAddFlags(t *testing.T) {
 		Listen:     "127.0.0.1:1",
 		PeerListen: "127.0.0.1:2",
 		HTTPListen: "127.0.0.1:3",
+		Join:       "127.0.0.1:4,127.0.0.1:5",
 		Log: config.LogConfig{
 			Fsync:          config.FsyncInterval,
 			FsyncInterval:  2 * time.Second,

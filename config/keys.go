@@ -30,6 +30,7 @@ var keys = []key{
 	{"listen", "host:port for clients", func(c *Config) any { return &c.Listen }},
 	{"peer-listen", "host:port for Raft traffic from other nodes", func(c *Config) any { return &c.PeerListen }},
 	{"http-listen", "host:port for /metrics and /healthz", func(c *Config) any { return &c.HTTPListen }},
+	{"join", "comma-separated host:port client addresses of nodes of a cluster to join on first start", func(c *Config) any { return &c.Join }},
 	{"log.fsync", "fsync policy: always, interval or never", func(c *Config) any { return &c.Log.Fsync }},
 	{"log.fsync-interval", "time between fsyncs when log.fsync is interval", func(c *Config) any { return &c.Log.FsyncInterval }},
 	{"log.segment-bytes", "size at which a log segment is sealed (4 KiB .. 1 GiB)", func(c *Config) any { return &c.Log.SegmentBytes }},

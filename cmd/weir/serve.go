@@ -44,6 +44,8 @@ func (m *Main) serve(cmd *cobra.Command, cfg config.Config, pprofOn bool) error 
 	b, err := broker.Open(broker.Config{
 		NodeID:        cluster.NodeID(cfg.NodeID),
 		DataDir:       cfg.DataDir,
+		PeerListen:    cfg.PeerListen,
+		Join:          cfg.JoinAddrs(),
 		TopicDefaults: topicDefaults(cfg.Log),
 		Groups: cluster.CoordinatorConfig{
 			HeartbeatInterval:     cfg.Group.HeartbeatInterval,
