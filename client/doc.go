@@ -36,7 +36,8 @@
 //
 // A background loop per broker long-polls the leaders of the assigned
 // partitions and keeps up to MaxPrefetchBytes of decoded records ready for
-// Poll.
+// Poll. It sends the next fetch before it decodes a response, so that the
+// broker sends while the client decodes.
 //
 // # Consumer groups
 //
@@ -89,6 +90,7 @@
 //	budget.go       the byte budget behind MaxBufferedBytes
 //	consumer.go     Consumer: Assign, Seek*, Poll, Position
 //	fetcher.go      the per-broker fetch loops and the metadata loop
+//	fetch.go        one fetch: sending it, pipelining the next, storing its records
 //	group.go        GroupConsumer: Poll, Commit, revocation and fencing
 //	group_heartbeat.go  the heartbeat loop: join, assignment, rejoin
 //	group_options.go    the group's options

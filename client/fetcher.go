@@ -93,10 +93,16 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 	}
 }
 
-// fetchLoop fetches from one broker: the partitions it leads, as one long
-// poll at a time on a connection of its own (the broker holds a long poll,
-// and a connection answers in order, so sharing it would hold up other
+// fetchLoop fetches from one broker: the partitions it leads, as long
+// polls on a connection of its own (the broker holds a long poll, and a
+// connection answers in order, so sharing it would hold up other
 // requests). It also looks up the start offsets of its partitions.
+//
+// Fetches are pipelined, two deep: when a response comes, the loop finds
+// where each partition goes on from its frame headers (scanFrames), sends
+// the next fetch, and only then decodes the response's records, so that
+// the broker sends the next response while this one is decoded (see
+// handle).
 type fetchLoop struct {
 	c    *Consumer
 	addr string
@@ -115,6 +121,11 @@ type claim struct {
 	cp     *consumerPartition
 	gen    uint64
 	offset int64
+	// void: decoding the response this claim was pipelined behind found
+	// damage scanFrames did not, so offset does not follow what was
+	// stored: the result is dropped, and the partition fetched again from
+	// where it stands.
+	void bool
 }
 
 func (f *fetchLoop) signal() {
@@ -133,27 +144,50 @@ func (f *fetchLoop) run() {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// inflight is the fetch sent and not yet handled: at most one besides
+	// the response being decoded.
+	var inflight *pendingFetch
+	defer func() {
+		if inflight != nil {
+			inflight.cancel() // ends its call: conn.do answers into its done
+		}
+	}()
 	for {
-		resets, fetches, maxBytes, next := f.claim()
-		if len(resets) == 0 && len(fetches) == 0 {
-			if next.IsZero() {
-				timer.Stop()
-			} else {
-				timer.Reset(time.Until(next))
+		if inflight == nil {
+			resets, fetches, maxBytes, next := f.claim()
+			if len(resets) == 0 && len(fetches) == 0 {
+				if next.IsZero() {
+					timer.Stop()
+				} else {
+					timer.Reset(time.Until(next))
+				}
+				select {
+				case <-f.wake:
+				case <-timer.C:
+				case <-f.c.ctx.Done():
+					return
+				}
+				continue
 			}
-			select {
-			case <-f.wake:
-			case <-timer.C:
-			case <-f.c.ctx.Done():
+			// NB: resolve waits for its answer, with no fetch in flight
+			// ahead of it on the connection.
+			if len(resets) > 0 {
+				f.resolve(resets)
+			}
+			if len(fetches) > 0 {
+				inflight = f.send(fetches, maxBytes)
+			}
+			if f.c.ctx.Err() != nil {
 				return
 			}
-			continue
+			if inflight == nil {
+				continue
+			}
 		}
-		if len(resets) > 0 {
-			f.resolve(resets)
-		}
-		if len(fetches) > 0 {
-			f.fetch(fetches, maxBytes)
+		pf := inflight
+		inflight = nil
+		if r, ok := f.await(pf); ok {
+			inflight = f.handle(pf, r)
 		}
 		if f.c.ctx.Err() != nil {
 			return
@@ -213,11 +247,11 @@ func (f *fetchLoop) release(claims []claim, notify bool) {
 	}
 }
 
-// current reports whether a claim still stands: the partition is assigned
-// and was not sought since.
+// current reports whether a claim still stands: it is not void, and the
+// partition is assigned and was not sought since.
 // REQUIRES: mu held.
 func (f *fetchLoop) current(cl claim) bool {
-	return f.c.parts[cl.cp.tp] == cl.cp && cl.cp.gen == cl.gen
+	return !cl.void && f.c.parts[cl.cp.tp] == cl.cp && cl.cp.gen == cl.gen
 }
 
 // request sends req on the loop's connection, dialing it if need be. On a
@@ -225,20 +259,9 @@ func (f *fetchLoop) current(cl claim) bool {
 // goes back to the metadata loop (its leader may have moved) after a
 // backoff.
 func (f *fetchLoop) request(claims []claim, req protocol.Request, timeout time.Duration) (protocol.Response, bool) {
-	c := f.c
-	ctx, cancel := context.WithTimeout(c.ctx, timeout)
+	ctx, cancel := context.WithTimeout(f.c.ctx, timeout)
 	defer cancel()
-	var err error
-	if f.conn == nil || f.conn.Dead() {
-		if f.conn != nil {
-			f.conn.Close()
-			f.conn = nil
-		}
-		var nc *conn
-		if nc, err = dialConn(ctx, f.addr, &c.cfg); err == nil {
-			f.conn = nc
-		}
-	}
+	err := f.dial(ctx)
 	var resp protocol.Response
 	if err == nil {
 		resp, err = f.conn.Request(ctx, req)
@@ -246,11 +269,38 @@ func (f *fetchLoop) request(claims []claim, req protocol.Request, timeout time.D
 	if err == nil {
 		return resp, true
 	}
+	f.requestFailed(claims, err)
+	return nil, false
+}
+
+// dial makes sure the loop has a live connection.
+func (f *fetchLoop) dial(ctx context.Context) error {
+	if f.conn != nil && !f.conn.Dead() {
+		return nil
+	}
+	if f.conn != nil {
+		f.conn.Close()
+		f.conn = nil
+	}
+	nc, err := dialConn(ctx, f.addr, &f.c.cfg)
+	if err != nil {
+		return err
+	}
+	f.conn = nc
+	return nil
+}
+
+// requestFailed ends the claims of a request that failed with err: unless
+// the consumer is closing, the partitions go back to the metadata loop
+// after a backoff.
+func (f *fetchLoop) requestFailed(claims []claim, err error) {
+	c := f.c
 	if c.ctx.Err() != nil {
 		f.release(claims, false)
-		return nil, false
+		return
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, cl := range claims {
 		cl.cp.busy = false
 		if f.current(cl) {
@@ -259,8 +309,6 @@ func (f *fetchLoop) request(claims []claim, req protocol.Request, timeout time.D
 		}
 	}
 	c.wakeMetadata()
-	c.mu.Unlock()
-	return nil, false
 }
 
 // resolve looks up the start offsets of partitions with ListOffsets.
@@ -308,105 +356,6 @@ func addListOffsets(req *protocol.ListOffsetsRequest, tp topicPartition, timesta
 		}
 	}
 	req.Topics = append(req.Topics, protocol.ListOffsetsRequestTopic{Name: tp.topic, Partitions: []protocol.ListOffsetsRequestPartition{p}})
-}
-
-// fetch long-polls the claimed partitions and stores what comes back.
-func (f *fetchLoop) fetch(claims []claim, maxBytes int32) {
-	c := f.c
-	maxBytes = max(maxBytes, 1)
-	req := &protocol.FetchRequest{
-		MaxWaitMs: int32(c.cfg.fetchMaxWait.Milliseconds()),
-		MinBytes:  1,
-		MaxBytes:  maxBytes,
-	}
-	member := c.member.Load()
-	if member != nil {
-		// A group member: the broker fences partitions it no longer owns.
-		req.Version = 1
-		req.GroupID, req.MemberID, req.MemberEpoch = &member.group, member.id, member.epoch
-	}
-	for _, cl := range claims {
-		p := protocol.FetchRequestPartition{Partition: cl.cp.tp.partition, FetchOffset: cl.offset, PartitionMaxBytes: maxBytes}
-		added := false
-		for i := range req.Topics {
-			if req.Topics[i].Name == cl.cp.tp.topic {
-				req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
-				added = true
-				break
-			}
-		}
-		if !added {
-			req.Topics = append(req.Topics, protocol.FetchRequestTopic{Name: cl.cp.tp.topic, Partitions: []protocol.FetchRequestPartition{p}})
-		}
-	}
-	resp, ok := f.request(claims, req, c.cfg.fetchMaxWait+c.cfg.requestTimeout)
-	if !ok {
-		return
-	}
-	r := resp.(*protocol.FetchResponse)
-
-	// Decode outside the lock: it is the CPU-heavy part.
-	type result struct {
-		p    *protocol.FetchResponsePartition
-		recs []*Record
-		size int64
-		next int64
-		err  error
-	}
-	results := make([]result, len(claims))
-	for i, cl := range claims {
-		p, err := fetchPartition(r, cl.cp.tp)
-		results[i] = result{p: p, err: err}
-		if err == nil && p.ErrorCode == protocol.CodeNone {
-			results[i].recs, results[i].size, results[i].next, results[i].err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, p.Records, cl.offset)
-		}
-	}
-
-	notify := false
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, cl := range claims {
-		cp, res := cl.cp, results[i]
-		cp.busy = false
-		if !f.current(cl) {
-			continue // sought or unassigned meanwhile: the records are stale
-		}
-		if res.p == nil {
-			c.retryLocked(cp, res.err)
-			continue
-		}
-		if code := res.p.ErrorCode; member != nil && (code == protocol.CodeUnknownMemberID || code == protocol.CodeFencedMemberEpoch) {
-			f.fencedLocked(cp, member)
-			continue
-		}
-		if code := res.p.ErrorCode; code != protocol.CodeNone {
-			err := protocol.ErrorForCodeMessage(code, res.p.ErrorMessage)
-			notify = f.partitionErrorLocked(cp, code, err, res.p.LeaderID, res.p.LeaderAddress) || notify
-			continue
-		}
-		if len(res.recs) > 0 {
-			n := res.size
-			cp.bytes += n
-			c.buffered += n
-			if cp.records == nil {
-				cp.records = res.recs // decode's own slice: no copy
-			} else {
-				cp.records = append(cp.records, res.recs...)
-			}
-			notify = true
-		}
-		cp.fetchOffset = max(cp.fetchOffset, res.next)
-		if res.err != nil {
-			// Keep the records before the damage; fetch the rest again.
-			c.retryLocked(cp, res.err)
-			notify = notify || cp.err != nil
-			continue
-		}
-		cp.failures = 0
-	}
-	if notify && !c.closed {
-		c.notifyLocked()
-	}
 }
 
 // fencedLocked handles a fetch the group fenced (UnknownMemberID or

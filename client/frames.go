@@ -51,6 +51,12 @@ type logFrame struct {
 // nextFrame decodes the frame at the start of b and returns it with the
 // bytes after it. Errors wrap ErrCorruptFrame.
 func nextFrame(b []byte) (logFrame, []byte, error) {
+	return readFrame(b, true)
+}
+
+// readFrame is nextFrame, checking the frame's CRC only if checkCRC (not
+// for frames scanFrames has checked already).
+func readFrame(b []byte, checkCRC bool) (logFrame, []byte, error) {
 	if len(b) < frameHeaderSize {
 		return logFrame{}, nil, fmt.Errorf("%w: %d bytes left, a frame header is %d", ErrCorruptFrame, len(b), frameHeaderSize)
 	}
@@ -62,8 +68,10 @@ func nextFrame(b []byte) (logFrame, []byte, error) {
 	if v := frame[frameVersionOff]; v != frameVersion {
 		return logFrame{}, nil, fmt.Errorf("%w: frame version %d", ErrCorruptFrame, v)
 	}
-	if stored, computed := binary.BigEndian.Uint32(frame[frameCRCOffset:]), crc32.Checksum(frame[frameCRCStart:], castagnoli); stored != computed {
-		return logFrame{}, nil, fmt.Errorf("%w: checksum mismatch: stored %08x, computed %08x", ErrCorruptFrame, stored, computed)
+	if checkCRC {
+		if stored, computed := binary.BigEndian.Uint32(frame[frameCRCOffset:]), crc32.Checksum(frame[frameCRCStart:], castagnoli); stored != computed {
+			return logFrame{}, nil, fmt.Errorf("%w: checksum mismatch: stored %08x, computed %08x", ErrCorruptFrame, stored, computed)
+		}
 	}
 	f := logFrame{
 		typ:        frame[frameTypeOff],
@@ -75,6 +83,31 @@ func nextFrame(b []byte) (logFrame, []byte, error) {
 		return logFrame{}, nil, fmt.Errorf("%w: frame type %d", ErrCorruptFrame, f.typ)
 	}
 	return f, b[len(frame):], nil
+}
+
+// scanFrames checks the frames of data (a fetch response partition's
+// records, fetched from offset from) as decode does, without decoding
+// their records, and returns the offset to fetch next: what decode returns
+// unless a batch inside a frame is damaged. It also returns about what the
+// records at or after from will count against MaxPrefetchBytes (their
+// frames' bytes plus recordOverhead each). It is cheap: the fetch
+// loop calls it to send the next fetch before decoding this one (see
+// fetchLoop.handle); decode then need not check the CRCs again (verified).
+func scanFrames(data []byte, from int64) (next, size int64, err error) {
+	next = from
+	for len(data) > 0 {
+		var f logFrame
+		f, data, err = nextFrame(data)
+		if err != nil {
+			return next, size, err
+		}
+		end := f.baseOffset + int64(f.count)
+		if f.typ == frameTypeData && end > from {
+			size += int64(len(f.payload)) + int64(f.count)*recordOverhead
+		}
+		next = max(next, end)
+	}
+	return next, size, nil
 }
 
 // frameDecoder turns fetched frames into Records. One per fetch loop: it
@@ -102,18 +135,20 @@ const headerChunk = 256
 // error. The records alias data unless their batch was compressed: data
 // must not be modified or reused afterwards.
 func (d *frameDecoder) decode(topic string, partition int32, data []byte, from int64) (recs []*Record, next int64, err error) {
-	recs, _, next, err = d.decodeSized(topic, partition, data, from)
+	recs, _, next, err = d.decodeSized(topic, partition, data, from, false)
 	return recs, next, err
 }
 
 // decodeSized is decode, and also returns the bytes the records count
-// against MaxPrefetchBytes (recordsBytes of them).
-func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64) (recs []*Record, size int64, next int64, err error) {
+// against MaxPrefetchBytes (recordsBytes of them). verified says that
+// scanFrames has checked data without error: the frames' CRCs are not
+// computed again.
+func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64, verified bool) (recs []*Record, size int64, next int64, err error) {
 	next = from
 	total := len(data)
 	for len(data) > 0 {
 		var f logFrame
-		f, data, err = nextFrame(data)
+		f, data, err = readFrame(data, !verified)
 		if err != nil {
 			return recs, size, next, err
 		}

@@ -106,7 +106,7 @@ const (
 	defaultBatchBytes       = 1 << 20
 	defaultMaxRecordBytes   = 1 << 20
 	defaultMaxBufferedBytes = 64 << 20
-	defaultMaxPrefetchBytes = 16 << 20
+	defaultMaxPrefetchBytes = 32 << 20 // room for a response decoded and the next fetch (see fetch.go)
 	defaultFetchMaxWait     = 500 * time.Millisecond
 	defaultFetchMaxBytes    = 8 << 20
 )
@@ -322,7 +322,9 @@ func Acks(level AckLevel) ProducerOpt { return producerOpt{func(c *config) { c.a
 // decodes ahead of Poll. A fetch is sent only while the consumer holds less,
 // and asks for no more than the room left (the broker still sends a
 // partition's first batch whatever its size, so the bound may be passed by
-// one batch per broker). Default 16 MiB.
+// one batch per broker). A record counts its key, value and headers and
+// 64 bytes more. Default 32 MiB: room for the next fetch of FetchMaxBytes
+// to be on its way while a response is decoded.
 func MaxPrefetchBytes(n int64) ConsumerOpt {
 	return consumerOpt{func(c *config) { c.maxPrefetchBytes = n }}
 }

@@ -1,0 +1,260 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"weir/protocol"
+)
+
+// One fetch's life in a fetchLoop, pipelined two deep:
+//
+//	claim ─▶ send N ─▶ await N ─▶ scan N ─▶ claimNext, send N+1 ─▶ decode N ─▶ store N ─▶ await N+1 ─▶ ...
+//
+// scanFrames walks N's frame headers (and checks their CRCs) to learn
+// where each partition goes on, so N+1 can be sent before N's records are
+// decoded: the broker sends N+1 while the client decodes N. A partition in
+// both stays claimed (busy) from N's claim to N+1's store. What keeps the
+// results right:
+//
+//   - A seek or unassign while either is in flight changes the partition
+//     (gen, or its entry in Consumer.parts): both results are dropped
+//     (fetchLoop.current).
+//   - If decoding N finds damage scanFrames did not (a bad batch inside a
+//     whole frame), N+1 asked for offsets past it: its claim is marked
+//     void and its result dropped; the partition is fetched again from
+//     what was stored, after the backoff.
+//   - N+1 asks for at most MaxPrefetchBytes less what is buffered and what
+//     N will add (scanFrames' size), so decoded records and responses on
+//     their way stay within MaxPrefetchBytes, as closely as without
+//     pipelining (a fetch asks in wire bytes; its records count more).
+//   - Each fetch carries the group identity of when it was sent
+//     (pendingFetch.member), against which its fences are judged.
+//   - No N+1 is sent while a partition of the loop waits for ListOffsets
+//     (resolve waits for its answer, which would queue behind a long
+//     poll): the loop stores N, then claims afresh.
+
+// pendingFetch is a fetch sent and not yet handled.
+type pendingFetch struct {
+	claims []claim
+	// member is the group identity the fetch carries; nil for a plain
+	// consumer.
+	member *memberIdentity
+	// done (capacity 1, so the connection never blocks on it) gets the
+	// answer, exactly once.
+	done   chan fetchAnswer
+	cancel context.CancelFunc
+}
+
+type fetchAnswer struct {
+	resp protocol.Response
+	err  error
+}
+
+// send sends a fetch of the claimed partitions, asking for at most
+// maxBytes in all and for each, without waiting for the answer (see
+// await).
+func (f *fetchLoop) send(claims []claim, maxBytes int32) *pendingFetch {
+	c := f.c
+	maxBytes = max(maxBytes, 1)
+	req := &protocol.FetchRequest{
+		MaxWaitMs: int32(c.cfg.fetchMaxWait.Milliseconds()),
+		MinBytes:  1,
+		MaxBytes:  maxBytes,
+	}
+	member := c.member.Load()
+	if member != nil {
+		// A group member: the broker fences partitions it no longer owns.
+		req.Version = 1
+		req.GroupID, req.MemberID, req.MemberEpoch = &member.group, member.id, member.epoch
+	}
+	for _, cl := range claims {
+		p := protocol.FetchRequestPartition{Partition: cl.cp.tp.partition, FetchOffset: cl.offset, PartitionMaxBytes: maxBytes}
+		added := false
+		for i := range req.Topics {
+			if req.Topics[i].Name == cl.cp.tp.topic {
+				req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+				added = true
+				break
+			}
+		}
+		if !added {
+			req.Topics = append(req.Topics, protocol.FetchRequestTopic{Name: cl.cp.tp.topic, Partitions: []protocol.FetchRequestPartition{p}})
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.fetchMaxWait+c.cfg.requestTimeout)
+	pf := &pendingFetch{claims: claims, member: member, done: make(chan fetchAnswer, 1), cancel: cancel}
+	if err := f.dial(ctx); err != nil {
+		pf.done <- fetchAnswer{err: err}
+		return pf
+	}
+	f.conn.do(ctx, req, false, func(resp protocol.Response, err error) { pf.done <- fetchAnswer{resp, err} })
+	return pf
+}
+
+// await waits for a fetch's answer. A fetch that failed ends its claims
+// (see requestFailed) and returns false.
+func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
+	// NB: no select on the consumer's ctx: the call's ctx is derived from
+	// it, and conn.do answers once whatever happens (Close, a dead
+	// connection, the ctx's end).
+	a := <-pf.done
+	pf.cancel()
+	if a.err != nil {
+		f.requestFailed(pf.claims, a.err)
+		return nil, false
+	}
+	return a.resp.(*protocol.FetchResponse), true
+}
+
+// scanned is what handle learns of a partition's result before decoding
+// its records.
+type scanned struct {
+	p   *protocol.FetchResponsePartition // nil if the response lacks it (err says so)
+	err error
+	// whole: the partition has no error code and scanFrames found its
+	// frames whole; next is the offset after them.
+	whole bool
+	next  int64
+	// carried is the index of the partition's claim in the next fetch, or
+	// -1.
+	carried int
+}
+
+// handle deals with a fetch's response: it sends the next fetch if it can
+// (claimNext), then decodes the records and stores them. It returns the
+// next fetch, or nil if none was sent.
+func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pendingFetch {
+	c := f.c
+	scans := make([]scanned, len(pf.claims))
+	var pending int64
+	for i, cl := range pf.claims {
+		s := &scans[i]
+		s.carried = -1
+		s.p, s.err = fetchPartition(r, cl.cp.tp)
+		if s.err != nil || s.p.ErrorCode != protocol.CodeNone {
+			continue
+		}
+		next, size, err := scanFrames(s.p.Records, cl.offset)
+		s.whole, s.next = err == nil, next
+		pending += size
+	}
+	var next *pendingFetch
+	if claims, maxBytes := f.claimNext(pf.claims, scans, pending); len(claims) > 0 {
+		next = f.send(claims, maxBytes)
+	}
+
+	// Decode outside the lock: it is the CPU-heavy part.
+	type result struct {
+		recs []*Record
+		size int64
+		next int64
+		err  error
+	}
+	results := make([]result, len(pf.claims))
+	for i, cl := range pf.claims {
+		if s := &scans[i]; s.err == nil && s.p.ErrorCode == protocol.CodeNone {
+			res := &results[i]
+			res.recs, res.size, res.next, res.err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, s.p.Records, cl.offset, s.whole)
+		}
+	}
+
+	notify := false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, cl := range pf.claims {
+		cp, s, res := cl.cp, &scans[i], results[i]
+		if s.carried < 0 {
+			cp.busy = false
+		}
+		if !f.current(cl) {
+			continue // sought or unassigned meanwhile: the records are stale
+		}
+		if s.carried >= 0 && (res.err != nil || res.next != s.next) {
+			// The next fetch asked for offsets that do not follow what is
+			// stored below.
+			next.claims[s.carried].void = true
+		}
+		if s.p == nil {
+			c.retryLocked(cp, s.err)
+			continue
+		}
+		if code := s.p.ErrorCode; pf.member != nil && (code == protocol.CodeUnknownMemberID || code == protocol.CodeFencedMemberEpoch) {
+			f.fencedLocked(cp, pf.member)
+			continue
+		}
+		if code := s.p.ErrorCode; code != protocol.CodeNone {
+			err := protocol.ErrorForCodeMessage(code, s.p.ErrorMessage)
+			notify = f.partitionErrorLocked(cp, code, err, s.p.LeaderID, s.p.LeaderAddress) || notify
+			continue
+		}
+		if len(res.recs) > 0 {
+			n := res.size
+			cp.bytes += n
+			c.buffered += n
+			if cp.records == nil {
+				cp.records = res.recs // decode's own slice: no copy
+			} else {
+				cp.records = append(cp.records, res.recs...)
+			}
+			notify = true
+		}
+		cp.fetchOffset = max(cp.fetchOffset, res.next)
+		if res.err != nil {
+			// Keep the records before the damage; fetch the rest again.
+			c.retryLocked(cp, res.err)
+			notify = notify || cp.err != nil
+			continue
+		}
+		cp.failures = 0
+	}
+	if notify && !c.closed {
+		c.notifyLocked()
+	}
+	return next
+}
+
+// claimNext claims the partitions of the fetch sent while a response is
+// decoded: those of the response whose frames are whole, at the offset
+// after them (marking them carried in scans; they stay busy), and those
+// waiting to be fetched. pending is what the response's records will add
+// to the buffered bytes. It claims nothing, so that the loop stores the
+// response and then claims afresh, if there is no room under
+// MaxPrefetchBytes or a partition waits for its start offset.
+func (f *fetchLoop) claimNext(prev []claim, scans []scanned, pending int64) ([]claim, int32) {
+	c := f.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	room := c.cfg.maxPrefetchBytes - c.buffered - pending
+	if c.closed || room <= 0 {
+		return nil, 0
+	}
+	now := time.Now()
+	var waiting []*consumerPartition
+	n := len(c.order)
+	f.rotate++
+	for i := range n {
+		cp := c.parts[c.order[(f.rotate+i)%n]]
+		if cp.leader != f.addr || cp.busy || cp.err != nil || cp.retryAt.After(now) {
+			continue
+		}
+		if cp.needsReset {
+			return nil, 0
+		}
+		waiting = append(waiting, cp)
+	}
+	var claims []claim
+	for i, cl := range prev {
+		s, cp := &scans[i], cl.cp
+		if !s.whole || !f.current(cl) || cp.err != nil || cp.leader != f.addr || cp.retryAt.After(now) {
+			continue
+		}
+		s.carried = len(claims)
+		claims = append(claims, claim{cp: cp, gen: cl.gen, offset: s.next})
+	}
+	for _, cp := range waiting {
+		cp.busy = true
+		claims = append(claims, claim{cp: cp, gen: cp.gen, offset: cp.fetchOffset})
+	}
+	return claims, int32(min(room, int64(c.cfg.fetchMaxBytes)))
+}

@@ -1,0 +1,338 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"weir/protocol"
+)
+
+// holdingFake is a fake broker serving partition 0 of topic "t": a fetch
+// at offset o gets a frame of two records, o and o+1 ("r<o>", "r<o+1>"),
+// except at offset held, whose answer waits until release is closed.
+// fetched gets each fetch offset as the fake reads it.
+func holdingFake(t *testing.T, held int64) (fb *fakeBroker, fetched chan int64, release chan struct{}) {
+	fb = startFake(t, 1)
+	fb.addTopic("t", 1)
+	fetched, release = make(chan int64, 100), make(chan struct{})
+	t.Cleanup(func() { // before the fake's, which waits for its handlers
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		r, ok := req.(*protocol.FetchRequest)
+		if !ok {
+			return fakeReply{pass: true}
+		}
+		off := r.Topics[0].Partitions[0].FetchOffset
+		select {
+		case fetched <- off:
+		default: // nobody is waiting for it
+		}
+		if off == held {
+			<-release
+		}
+		frame := appendFrame(nil, frameTypeData, off, 2, buildBatch(t, fmt.Sprintf("r%d", off), fmt.Sprintf("r%d", off+1)))
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frame, nil)}
+	})
+	return fb, fetched, release
+}
+
+// waitFetch waits for the fake to read a fetch at offset want.
+func waitFetch(t *testing.T, ctx context.Context, fetched chan int64, want int64) {
+	t.Helper()
+	for {
+		select {
+		case off := <-fetched:
+			if off == want {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no fetch at offset %d came", want)
+		}
+	}
+}
+
+// TestFetchPipelinedStale: a seek or an unassign while the next fetch is
+// in flight (sent, pipelined, before the previous response was stored)
+// drops what that fetch brings.
+func TestFetchPipelinedStale(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// change acts on the partition while the fetch at offset 2 is
+		// held; want is the offset of the first record Poll returns then,
+		// or -1 for none.
+		change func(c *Consumer)
+		want   int64
+	}{
+		{"seek", func(c *Consumer) { c.SeekTo("t", 0, 100) }, 100},
+		{"unassign", func(c *Consumer) { c.Unassign("t", 0) }, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t, 20*time.Second)
+			fb, fetched, release := holdingFake(t, 2)
+			c := newConsumer(t, fb.addr)
+			c.SeekTo("t", 0, 0)
+			first := pollN(t, ctx, c, 2)
+			if first[0].Offset != 0 || first[1].Offset != 1 {
+				t.Fatalf("first records at %d, %d", first[0].Offset, first[1].Offset)
+			}
+			waitFetch(t, ctx, fetched, 2)
+			tc.change(c)
+			close(release)
+			if tc.want < 0 {
+				short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				defer cancel()
+				recs, err := c.Poll(short)
+				if len(recs) != 0 || !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Poll after unassign: %d records, %v", len(recs), err)
+				}
+				return
+			}
+			recs := pollN(t, ctx, c, 1)
+			if recs[0].Offset != tc.want || string(recs[0].Value) != fmt.Sprintf("r%d", tc.want) {
+				t.Fatalf("first record after the change: offset %d %q, want %d", recs[0].Offset, recs[0].Value, tc.want)
+			}
+		})
+	}
+}
+
+// TestFetchPipelinedOrder: records come once each, in order, across many
+// pipelined fetches.
+func TestFetchPipelinedOrder(t *testing.T) {
+	ctx := testContext(t, 20*time.Second)
+	fb, _, _ := holdingFake(t, -1)
+	c := newConsumer(t, fb.addr)
+	c.SeekTo("t", 0, 0)
+	recs := pollN(t, ctx, c, 200)
+	for i, r := range recs {
+		if r.Offset != int64(i) || string(r.Value) != fmt.Sprintf("r%d", i) {
+			t.Fatalf("record %d: offset %d %q", i, r.Offset, r.Value)
+		}
+	}
+}
+
+// TestFetchPipelinedDamage: when a response's frames are whole but a
+// batch inside is damaged (which only decoding finds), the fetch already
+// sent past it is dropped, and the partition is fetched again from the
+// damage, not past it.
+func TestFetchPipelinedDamage(t *testing.T) {
+	fb := startFake(t, 1)
+	fb.addTopic("t", 1)
+	fetched := make(chan int64, 100)
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		r, ok := req.(*protocol.FetchRequest)
+		if !ok {
+			return fakeReply{pass: true}
+		}
+		off := r.Topics[0].Partitions[0].FetchOffset
+		select {
+		case fetched <- off:
+		default:
+		}
+		batch := buildBatch(t, fmt.Sprintf("r%d", off), fmt.Sprintf("r%d", off+1))
+		if off == 2 {
+			// A batch that is not one, in a frame with a good CRC.
+			batch = slices.Repeat([]byte{0xee}, len(batch))
+		}
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, appendFrame(nil, frameTypeData, off, 2, batch), nil)}
+	})
+	c := newConsumer(t, fb.addr, MaxRetries(1000), RetryBackoff(time.Millisecond, time.Millisecond))
+	c.SeekTo("t", 0, 0)
+	ctx := testContext(t, 20*time.Second)
+	waitFetch(t, ctx, fetched, 4) // the fetch sent past the damage
+	recs := pollN(t, ctx, c, 2)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	more, _ := c.Poll(short)
+	recs = append(recs, more...)
+	for i, r := range recs {
+		if r.Offset != int64(i) {
+			t.Fatalf("record %d at offset %d: got past the damage", i, r.Offset)
+		}
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want the 2 before the damage", len(recs))
+	}
+	if pos, _ := c.Position("t", 0); pos != 2 {
+		t.Fatalf("position %d, want 2", pos)
+	}
+}
+
+// TestClaimNext: the partitions and bytes of a pipelined fetch.
+func TestClaimNext(t *testing.T) {
+	const limit, fetchMax = 1000, 600
+	setup := func() (*fetchLoop, []claim, []scanned) {
+		c := &Consumer{parts: map[topicPartition]*consumerPartition{}}
+		c.cfg.maxPrefetchBytes, c.cfg.fetchMaxBytes = limit, fetchMax
+		f := &fetchLoop{c: c, addr: "b1"}
+		var prev []claim
+		for p := range int32(3) {
+			cp := c.assignLocked(topicPartition{"t", p})
+			cp.needsReset, cp.leader, cp.fetchOffset = false, "b1", 10
+			if p < 2 {
+				cp.busy = true // in the response
+				prev = append(prev, claim{cp: cp, gen: cp.gen, offset: 10})
+			}
+		}
+		scans := []scanned{{whole: true, next: 20, carried: -1}, {whole: true, next: 15, carried: -1}}
+		return f, prev, scans
+	}
+	for _, tc := range []struct {
+		name     string
+		edit     func(f *fetchLoop, prev []claim, scans []scanned)
+		buffered int64
+		pending  int64
+		// offsets of t[0], t[1], t[2] in the next fetch (-1: not in it),
+		// and its bytes.
+		want     [3]int64
+		maxBytes int32
+	}{
+		{"all", nil, 0, 100, [3]int64{20, 15, 10}, fetchMax},
+		{"room", nil, 300, 400, [3]int64{20, 15, 10}, 300},
+		{"full", nil, 600, 400, [3]int64{-1, -1, -1}, 0},
+		{"damaged", func(_ *fetchLoop, _ []claim, s []scanned) { s[1].whole = false }, 0, 0, [3]int64{20, -1, 10}, fetchMax},
+		{"sought", func(f *fetchLoop, prev []claim, _ []scanned) { prev[0].cp.gen++ }, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
+		{"unassigned", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.unassignLocked(topicPartition{"t", 0}) }, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
+		{"reset", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.parts[topicPartition{"t", 2}].needsReset = true }, 0, 0, [3]int64{-1, -1, -1}, 0},
+		{"closed", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.closed = true }, 0, 0, [3]int64{-1, -1, -1}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, prev, scans := setup()
+			f.c.buffered = tc.buffered
+			if tc.edit != nil {
+				tc.edit(f, prev, scans)
+			}
+			claims, maxBytes := f.claimNext(prev, scans, tc.pending)
+			got := [3]int64{-1, -1, -1}
+			for _, cl := range claims {
+				got[cl.cp.tp.partition] = cl.offset
+				if !cl.cp.busy {
+					t.Errorf("t[%d] claimed and not busy", cl.cp.tp.partition)
+				}
+			}
+			if got != tc.want || (len(claims) > 0 && maxBytes != tc.maxBytes) {
+				t.Fatalf("claimed offsets %v with %d bytes, want %v with %d", got, maxBytes, tc.want, tc.maxBytes)
+			}
+			for i, s := range scans {
+				if carried := s.carried >= 0; carried != (tc.want[i] >= 0) || carried && claims[s.carried].cp != prev[i].cp {
+					t.Errorf("t[%d] carried at %d", i, s.carried)
+				}
+			}
+		})
+	}
+}
+
+// TestFetchPipelinedBound: without Polls, what the consumer holds stays
+// within MaxPrefetchBytes (give or take a frame per fetch, which a broker
+// sends whole) although fetches are pipelined.
+func TestFetchPipelinedBound(t *testing.T) {
+	fb := startFake(t, 1)
+	fb.addTopic("t", 1)
+	value := string(make([]byte, 100))
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		r, ok := req.(*protocol.FetchRequest)
+		if !ok {
+			return fakeReply{pass: true}
+		}
+		// Frames of 10 records, as many as MaxBytes takes (at least one).
+		off := r.Topics[0].Partitions[0].FetchOffset
+		var frames []byte
+		for len(frames) == 0 || len(frames)+1200 <= int(r.MaxBytes) {
+			frames = appendFrame(frames, frameTypeData, off, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
+			off += 10
+		}
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
+	})
+	// NB: a fetch as large as the limit, so that a pipelined fetch that
+	// did not count the response before it would ask for as much again.
+	const limit = 32 << 10
+	c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxBytes(limit))
+	c.SeekTo("t", 0, 0)
+	ctx := testContext(t, 20*time.Second)
+	// Wait until the fetches stop: the buffer is full.
+	last := -1
+	for {
+		time.Sleep(50 * time.Millisecond)
+		n := fb.count(protocol.KeyFetch)
+		if n == last {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("fetching never stopped")
+		}
+		last = n
+	}
+	c.mu.Lock()
+	buffered := c.buffered
+	c.mu.Unlock()
+	// A fetch asks for the room left in wire bytes, and its records count
+	// more (recordOverhead each: half as much again here); the last frame
+	// may pass it.
+	const frame = 10 * (100 + recordOverhead)
+	t.Logf("%d fetches, %d bytes buffered (limit %d)", last, buffered, limit)
+	if buffered > limit*3/2+2*frame {
+		t.Fatalf("%d bytes buffered, limit %d", buffered, limit)
+	}
+	recs := pollN(t, ctx, c, 1)
+	if recs[0].Offset != 0 {
+		t.Fatalf("first record at %d", recs[0].Offset)
+	}
+}
+
+// TestGroupFetchFencedPipelined: a fence that comes on a fetch pipelined
+// behind one with records drops the partition: the records of the fenced
+// fetch and of any after it are not returned, those before are, in order.
+func TestGroupFetchFencedPipelined(t *testing.T) {
+	fg := startFakeGroup(t, 2, 1000)
+	ctx := testContext(t, 20*time.Second)
+	var cb callbacks
+	const fence = 20 // partition 1's fetches from here on are fenced
+	fg.mu.Lock()
+	fg.onFetch = func(r *protocol.FetchRequest, p int32) protocol.ErrorCode {
+		for _, rp := range r.Topics[0].Partitions {
+			if p == 1 && rp.Partition == 1 && rp.FetchOffset >= fence {
+				// The coordinator has moved it away.
+				fg.mu.Lock()
+				fg.assign = []int32{0}
+				fg.mu.Unlock()
+				return protocol.CodeFencedMemberEpoch
+			}
+		}
+		return protocol.CodeNone
+	}
+	// NB: as in TestGroupFetchFenced, heartbeats keep answering with the
+	// old assignment while the member holds t[1], so that it learns of
+	// the move by the fence (OnLost), not by a revocation.
+	fg.onHeartbeat = func(r *protocol.ConsumerGroupHeartbeatRequest) *protocol.ConsumerGroupHeartbeatResponse {
+		if slices.Contains(ownedPartitions(r), 1) {
+			return &protocol.ConsumerGroupHeartbeatResponse{MemberID: "m1", MemberEpoch: 1, HeartbeatIntervalMs: 20,
+				Assignment: []protocol.ConsumerGroupHeartbeatResponseTopic{{Topic: "t", Partitions: []int32{0, 1}}}}
+		}
+		return nil
+	}
+	fg.mu.Unlock()
+	g := newGroupConsumer(t, fg.fb.addr, "grp", append(cb.opts(), Subscribe("t"), ResetOffset(Earliest), AutoCommitInterval(0))...)
+	recs := pollUntil(t, ctx, g, func() bool { return len(cb.get(&cb.lost)) > 0 })
+	if lost := cb.get(&cb.lost); !slices.Equal(lost[0], []TopicPartition{{"t", 1}}) {
+		t.Fatalf("OnLost got %v, want t[1]", lost)
+	}
+	recs = append(recs, pollGroupN(t, ctx, g, 10)...)
+	var next int64
+	for _, r := range recs {
+		if r.Partition != 1 {
+			continue
+		}
+		if r.Offset >= fence || r.Offset != next {
+			t.Fatalf("t[1]@%d returned, want %d (fenced from %d)", r.Offset, next, fence)
+		}
+		next++
+	}
+}
