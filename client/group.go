@@ -298,7 +298,13 @@ func (g *GroupConsumer) PollRecords(ctx context.Context, maxRecords int) ([]*Rec
 		// Under mu, so that no assignment lands between the events run
 		// and the records taken: OnAssigned always comes first.
 		recs, ready, err := g.c.pollReady(maxRecords)
-		for _, r := range recs {
+		// Records come in runs of one partition, in offset order: the last
+		// of each run is the one that counts (and a map update per record
+		// was 15% of a fast consumer's CPU).
+		for i, r := range recs {
+			if i+1 < len(recs) && recs[i+1].Partition == r.Partition && recs[i+1].Topic == r.Topic {
+				continue
+			}
 			tp := topicPartition{r.Topic, r.Partition}
 			g.mu.returned[tp] = max(g.mu.returned[tp], r.Offset+1)
 		}

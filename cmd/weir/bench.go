@@ -105,6 +105,8 @@ type benchResult struct {
 	P99Ms         float64 `json:"p99_ms"`
 	P999Ms        float64 `json:"p999_ms"`
 	MaxMs         float64 `json:"max_ms"`
+	// FirstMs is, for consume, how long the first record took to come.
+	FirstMs float64 `json:"first_ms,omitempty"`
 }
 
 func (m *Main) printBench(what string, o *benchOptions, r benchResult, elapsed time.Duration) error {
@@ -288,7 +290,12 @@ func (m *Main) benchConsume(ctx context.Context, f *clientFlags, o *benchOptions
 	var bytes int64
 	stop := make(chan struct{})
 	go m.progress("consume", &read, stop)
+	// The rates are from the first record on, so that a group's join (or
+	// a consumer's first metadata and offset lookups), reported apart as
+	// first_ms, does not count as consumption time.
 	start := time.Now()
+	var first time.Time
+	var firstRecords, firstBytes int64
 	for read.Load() < o.messages && ctx.Err() == nil {
 		recs, err := c.Poll(ctx)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -299,10 +306,13 @@ func (m *Main) benchConsume(ctx context.Context, f *clientFlags, o *benchOptions
 			bytes += int64(len(r.Value))
 		}
 		read.Add(int64(len(recs)))
+		if first.IsZero() && len(recs) > 0 {
+			first, firstRecords, firstBytes = time.Now(), read.Load(), bytes
+		}
 	}
-	elapsed := time.Since(start)
+	elapsed := time.Since(first)
 	close(stop)
-	r := benchResult{Records: read.Load(), RecordsPerSec: float64(read.Load()) / elapsed.Seconds(),
-		MBPerSec: float64(bytes) / 1e6 / elapsed.Seconds()}
+	r := benchResult{Records: read.Load(), RecordsPerSec: float64(read.Load()-firstRecords) / elapsed.Seconds(),
+		MBPerSec: float64(bytes-firstBytes) / 1e6 / elapsed.Seconds(), FirstMs: ms(first.Sub(start))}
 	return m.printBench("consume", o, r, elapsed)
 }
