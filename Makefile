@@ -17,7 +17,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that run goroutines, for the race detector. -race makes tests
 # several times slower, so it runs where races can happen rather than
 # everywhere; add packages as they grow goroutines.
-RACE_PKGS ?= ./log/... ./partition/... ./cluster/... ./broker/... ./client/...
+RACE_PKGS ?= ./log/... ./partition/... ./cluster/... ./broker/... ./client/... ./internal/peer/...
 
 BENCH     ?= .
 BENCHTIME ?=
@@ -25,7 +25,7 @@ FUZZTIME  ?= 15s
 
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test vet testrace bench fuzz lint soak fmt verify clean help
+.PHONY: build run cluster cluster-stop test vet testrace bench fuzz lint soak fmt verify clean help
 
 ## build: compile bin/weir, stamped with VERSION.
 build:
@@ -34,6 +34,14 @@ build:
 ## run: build, then start a single-node broker on 127.0.0.1:7420 (data in ./weir-data).
 run: build
 	bin/weir serve
+
+## cluster: build, then start three nodes on 127.0.0.1 (clients on 7520, 7530, 7540; data in ./weir-cluster).
+cluster: build
+	scripts/cluster.sh start
+
+## cluster-stop: stop the nodes make cluster started (SIGTERM, by their pid files).
+cluster-stop:
+	scripts/cluster.sh stop
 
 ## test: the whole suite, as CI runs it: vet, all tests, then the race tests.
 test: vet

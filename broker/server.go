@@ -38,6 +38,9 @@ func (b *Broker) Serve(ln net.Listener) error {
 		}
 	}()
 	err := b.register(ctx, addr)
+	if err == nil {
+		err = b.controller.WaitCaughtUp(ctx)
+	}
 	cancel()
 	if err != nil {
 		ln.Close()

@@ -196,3 +196,19 @@ func TestAdminFollowsController(t *testing.T) {
 			a.count(protocol.KeyCreateTopics), b.count(protocol.KeyCreateTopics))
 	}
 }
+
+func TestDescribeCluster(t *testing.T) {
+	addr := startBroker(t)
+	a, err := NewAdmin(SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	nodes, err := a.DescribeCluster(t.Context(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].ID != 1 || nodes[0].Address != addr || !nodes[0].Controller || !nodes[0].Alive {
+		t.Fatalf("nodes %+v", nodes)
+	}
+}

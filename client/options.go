@@ -101,7 +101,7 @@ const (
 	defaultRequestTimeout   = 30 * time.Second
 	defaultMaxRetries       = 20
 	defaultRetryBackoff     = 100 * time.Millisecond
-	defaultMaxRetryBackoff  = 2 * time.Second
+	defaultMaxRetryBackoff  = time.Second
 	defaultLinger           = 5 * time.Millisecond
 	defaultBatchBytes       = 1 << 20
 	defaultMaxRecordBytes   = 1 << 20
@@ -252,7 +252,7 @@ func MaxRetries(n int) Opt { return clientOpt{func(c *config) { c.maxRetries = n
 // RetryBackoff sets the backoff between retries: it starts at base, doubles
 // with every retry up to max, and is jittered by ±20% so that clients that
 // failed together do not retry together. A Backpressure error's
-// retry_after_ms is waited at least. Default 100ms up to 2s.
+// retry_after_ms is waited at least. Default 100ms up to 1s.
 func RetryBackoff(base, max time.Duration) Opt {
 	return clientOpt{func(c *config) { c.retryBackoff, c.maxRetryBackoff = base, max }}
 }

@@ -274,6 +274,8 @@ func (pp *partProducer) sendBatch(b *batch) error {
 	}
 	c, err := p.cl.conn(ctx, addr)
 	if err != nil {
+		// The leader may be down: ask the metadata again next time.
+		p.cl.forgetLeader(pp.topic, pp.partition)
 		return err
 	}
 	if p.cfg.idempotent && !b.seqAssigned {
@@ -316,8 +318,10 @@ func (pp *partProducer) handle(res produceResult) {
 		return // stale; cannot happen while sends wait for rewinds, but cheap to check
 	}
 	if res.err != nil {
-		// No answer: the batch may have been written.
+		// No answer: the batch may have been written. The leader may be
+		// down: ask the metadata again before the retry.
 		b.outcomeUnknown = true
+		pp.p.cl.forgetLeader(pp.topic, pp.partition)
 		pp.retryLater(b, res.err, 0)
 		return
 	}

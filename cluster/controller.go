@@ -194,6 +194,22 @@ func (c *Controller) WaitLeader(ctx context.Context) error {
 	return nil
 }
 
+// WaitCaughtUp waits until this node's metadata is as new as the group's:
+// there is a leader and every entry it has committed is applied here. A
+// node that restarts replays the metadata log only as the leader tells it
+// the commit index; serving before that would answer from old metadata
+// (topics "unknown" that exist).
+func (c *Controller) WaitCaughtUp(ctx context.Context) error {
+	for c.LeaderID() == 0 || c.raft.AppliedIndex() < c.raft.CommitIndex() || c.raft.CommitIndex() == 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("weir/cluster: metadata not caught up: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // RegisterNode records a node and its addresses.
 func (c *Controller) RegisterNode(ctx context.Context, n Node) error {
 	return c.propose(ctx, &command{Op: opRegisterNode, Node: &n})

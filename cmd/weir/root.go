@@ -56,7 +56,7 @@ func (m *Main) newRootCmd() *cobra.Command {
 
 	cmd.AddCommand(m.newVersionCmd())
 	cmd.AddCommand(m.newServeCmd())
-	cmd.AddCommand(m.newTopicCmd(), m.newProduceCmd(), m.newConsumeCmd(), m.newGroupCmd(), m.newBenchCmd())
+	cmd.AddCommand(m.newTopicCmd(), m.newProduceCmd(), m.newConsumeCmd(), m.newGroupCmd(), m.newClusterCmd(), m.newBenchCmd())
 	return cmd
 }
 
