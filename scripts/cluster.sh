@@ -16,14 +16,25 @@ nodes=(1 2 3)
 
 port() { echo $((7500 + 10 * ($1 + 1) + $2)); } # node, 0 client / 1 peer / 2 http
 
+# running: node $1's process is alive (a killed node not yet reaped by its
+# parent is a zombie, which kill -0 still finds).
+running() {
+	local pidfile="$DIR/node$1.pid" pid
+	[[ -f $pidfile ]] || return 1
+	pid=$(cat "$pidfile")
+	kill -0 "$pid" 2>/dev/null && [[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]]
+}
+
 start() {
 	mkdir -p "$DIR"
 	for n in "${nodes[@]}"; do
 		pidfile="$DIR/node$n.pid"
-		if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+		if running "$n"; then
 			echo "node $n already running (pid $(cat "$pidfile"))"
 			continue
 		fi
+		logstart=$(wc -l <"$DIR/node$n.log" 2>/dev/null || echo 0)
+		echo "$logstart" >"$DIR/node$n.logstart"
 		args=(serve --node-id "$n" --data-dir "$DIR/node$n"
 			--listen "127.0.0.1:$(port "$n" 0)" --peer-listen "127.0.0.1:$(port "$n" 1)"
 			--http-listen "127.0.0.1:$(port "$n" 2)")
@@ -35,11 +46,12 @@ start() {
 		echo $! >"$pidfile"
 		echo "node $n: pid $!, clients on 127.0.0.1:$(port "$n" 0), log $DIR/node$n.log"
 	done
-	# Wait until every node serves (its first log line says so).
+	# Wait until every node serves (its log says so, after this start).
 	for n in "${nodes[@]}"; do
+		from=$(($(cat "$DIR/node$n.logstart" 2>/dev/null || echo 0) + 1))
 		for _ in $(seq 1 300); do
-			grep -q "serving on" "$DIR/node$n.log" 2>/dev/null && break
-			kill -0 "$(cat "$DIR/node$n.pid")" 2>/dev/null || { echo "node $n exited; see $DIR/node$n.log" >&2; exit 1; }
+			tail -n +"$from" "$DIR/node$n.log" 2>/dev/null | grep -q "serving on" && break
+			running "$n" || { echo "node $n exited; see $DIR/node$n.log" >&2; exit 1; }
 			sleep 0.1
 		done
 	done
@@ -50,6 +62,10 @@ start() {
 		[[ $up -ge ${#nodes[@]} ]] && break
 		sleep 0.1
 	done
+	if [[ $up -lt ${#nodes[@]} ]]; then
+		echo "only $up of ${#nodes[@]} nodes answer; see $DIR/node*.log" >&2
+		exit 1
+	fi
 	echo "cluster up: --brokers 127.0.0.1:$(port 1 0),127.0.0.1:$(port 2 0),127.0.0.1:$(port 3 0)"
 }
 
@@ -58,20 +74,20 @@ stop() {
 		pidfile="$DIR/node$n.pid"
 		[[ -f $pidfile ]] || continue
 		pid=$(cat "$pidfile")
-		if kill -0 "$pid" 2>/dev/null; then
+		if running "$n"; then
 			kill -TERM "$pid"
-			for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+			for _ in $(seq 1 100); do running "$n" || break; sleep 0.1; done
+			running "$n" && kill -KILL "$pid"
 			echo "node $n stopped"
 		fi
-		rm -f "$pidfile"
+		rm -f "$pidfile" "$DIR/node$n.logstart"
 	done
 }
 
 status() {
 	for n in "${nodes[@]}"; do
 		pidfile="$DIR/node$n.pid"
-		if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+		if running "$n"; then
 			echo "node $n: running (pid $(cat "$pidfile")), clients on 127.0.0.1:$(port "$n" 0)"
 		else
 			echo "node $n: stopped"
