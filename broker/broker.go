@@ -219,21 +219,24 @@ func (b *Broker) register(ctx context.Context, addr string) error {
 		if cur, ok := b.controller.Metadata().Nodes[n.ID]; ok && cur == n {
 			return nil
 		}
+		// Whom to ask: the controller a seed named, else the controller
+		// the metadata names, else a seed; never this node itself (it may
+		// lead the group without being ready to act as the controller yet).
+		target := redirect
+		if _, ctrl := b.controllerAddress(); target == "" {
+			target = ctrl
+		}
+		if (target == "" || target == addr) && len(seeds) > 0 {
+			target = seeds[attempt%len(seeds)]
+		}
 		var err error
-		switch _, ctrl := b.controllerAddress(); {
+		switch {
 		case b.controller.IsLeader():
 			err = b.controller.AddNode(ctx, n)
-		case redirect != "" || ctrl != "" || len(seeds) > 0:
-			target := redirect
-			if target == "" {
-				target = ctrl
-			}
-			if target == "" || target == addr {
-				target = seeds[attempt%len(seeds)]
-			}
+		case target != "" && target != addr:
 			redirect, err = b.join(ctx, target, n)
 		default:
-			err = cluster.ErrNotController // a new cluster electing itself
+			err = cluster.ErrNotController // electing, or not ready yet
 		}
 		if err == nil {
 			return nil
