@@ -19,7 +19,7 @@ func beat(t *testing.T, c *rawClient, req *protocol.ConsumerGroupHeartbeatReques
 func owned(resp *protocol.ConsumerGroupHeartbeatResponse) []protocol.ConsumerGroupHeartbeatRequestTopic {
 	out := []protocol.ConsumerGroupHeartbeatRequestTopic{}
 	for _, t := range resp.Assignment {
-		out = append(out, protocol.ConsumerGroupHeartbeatRequestTopic{Topic: t.Topic, Partitions: t.Partitions})
+		out = append(out, protocol.ConsumerGroupHeartbeatRequestTopic(t))
 	}
 	return out
 }

@@ -228,7 +228,7 @@ func (d *frameDecoder) copyHeaders(hs []record.Header, alias bool) []Header {
 
 func (d *frameDecoder) fillHeaders(out, hs []record.Header, alias bool) {
 	for i, h := range hs {
-		out[i] = Header{Key: h.Key, Value: h.Value}
+		out[i] = Header(h)
 		if !alias {
 			out[i].Value = d.arena.copy(h.Value)
 		}
