@@ -210,7 +210,17 @@ func resetGroupTo(ctx context.Context, a *client.Admin, group, topic string, off
 	out := map[int32]int64{}
 	offsets := map[client.TopicPartition]int64{}
 	for _, p := range d.Partitions {
-		off := min(max(offset, p.LogStartOffset), p.HighWatermark)
+		// From the partition's leader: a broker that does not host the
+		// partition does not know its offsets.
+		start, err := a.ListOffsets(ctx, topic, p.Partition, client.Earliest)
+		if err != nil {
+			return nil, err
+		}
+		end, err := a.ListOffsets(ctx, topic, p.Partition, client.Latest)
+		if err != nil {
+			return nil, err
+		}
+		off := min(max(offset, start), end)
 		out[p.Partition] = off
 		offsets[client.TopicPartition{Topic: topic, Partition: p.Partition}] = off
 	}
