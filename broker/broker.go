@@ -241,7 +241,7 @@ func (b *Broker) register(ctx context.Context, addr string) error {
 		if err == nil {
 			return nil
 		}
-		if attempt%50 == 49 {
+		if attempt%500 == 499 { // every 10 s or so
 			b.logger.Warn("joining the cluster", "err", err)
 		}
 		select {

@@ -29,19 +29,19 @@ func (b *Broker) Serve(ln net.Listener) error {
 	if addr == "" {
 		addr = ln.Addr().String()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	go func() {
-		select {
-		case <-b.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err := b.register(ctx, addr)
-	if err == nil {
+	// Until Close: a node of a cluster whose majority is not up yet waits
+	// for it (and says so) rather than giving up.
+	err := b.register(b.ctx, addr)
+	for err == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		err = b.controller.WaitCaughtUp(ctx)
+		cancel()
+		if err == nil || b.ctx.Err() != nil {
+			break
+		}
+		b.logger.Warn("waiting for the metadata group: no leader, or this node is behind it; are a majority of the nodes up?")
+		err = nil
 	}
-	cancel()
 	if err != nil {
 		ln.Close()
 		select {
