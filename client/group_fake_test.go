@@ -431,7 +431,12 @@ func TestGroupHeartbeatFenced(t *testing.T) {
 		return resp
 	}
 	fg.mu.Unlock()
-	pollUntil(t, ctx, g, func() bool { id, _ := g.Member(); return id == "m2" && len(g.Assignment()) == 2 })
+	// Callbacks run in Poll: the new membership can be in place a Poll
+	// before OnLost has run.
+	pollUntil(t, ctx, g, func() bool {
+		id, _ := g.Member()
+		return id == "m2" && len(g.Assignment()) == 2 && len(cb.get(&cb.lost)) > 0
+	})
 
 	lost := cb.get(&cb.lost)
 	if len(lost) != 1 || !slices.Equal(lost[0], []TopicPartition{{"t", 0}, {"t", 1}}) {
