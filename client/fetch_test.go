@@ -311,13 +311,7 @@ func TestGroupFetchFencedPipelined(t *testing.T) {
 	// NB: as in TestGroupFetchFenced, heartbeats keep answering with the
 	// old assignment while the member holds t[1], so that it learns of
 	// the move by the fence (OnLost), not by a revocation.
-	fg.onHeartbeat = func(r *protocol.ConsumerGroupHeartbeatRequest) *protocol.ConsumerGroupHeartbeatResponse {
-		if slices.Contains(ownedPartitions(r), 1) {
-			return &protocol.ConsumerGroupHeartbeatResponse{MemberID: "m1", MemberEpoch: 1, HeartbeatIntervalMs: 20,
-				Assignment: []protocol.ConsumerGroupHeartbeatResponseTopic{{Topic: "t", Partitions: []int32{0, 1}}}}
-		}
-		return nil
-	}
+	fg.onHeartbeat = holdAssignmentWhileOwned(1)
 	fg.mu.Unlock()
 	g := newGroupConsumer(t, fg.fb.addr, "grp", append(cb.opts(), Subscribe("t"), ResetOffset(Earliest), AutoCommitInterval(0))...)
 	recs := pollUntil(t, ctx, g, func() bool { return len(cb.get(&cb.lost)) > 0 })

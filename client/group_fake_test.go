@@ -313,13 +313,7 @@ func TestGroupFetchFenced(t *testing.T) {
 	// see it revoked (OnRevoked) or fenced (OnLost) first; make it the
 	// fence by holding heartbeats' answers at the old assignment until
 	// the fence has happened.
-	fg.onHeartbeat = func(r *protocol.ConsumerGroupHeartbeatRequest) *protocol.ConsumerGroupHeartbeatResponse {
-		if slices.Contains(ownedPartitions(r), 1) {
-			return &protocol.ConsumerGroupHeartbeatResponse{MemberID: "m1", MemberEpoch: 1, HeartbeatIntervalMs: 20,
-				Assignment: []protocol.ConsumerGroupHeartbeatResponseTopic{{Topic: "t", Partitions: []int32{0, 1}}}}
-		}
-		return nil
-	}
+	fg.onHeartbeat = holdAssignmentWhileOwned(1)
 	fg.mu.Unlock()
 
 	pollUntil(t, ctx, g, func() bool { return len(cb.get(&cb.lost)) > 0 })
@@ -497,14 +491,7 @@ func TestGroupCommitFenced(t *testing.T) {
 		}
 		return protocol.CodeNone
 	}
-	fg.onHeartbeat = func(r *protocol.ConsumerGroupHeartbeatRequest) *protocol.ConsumerGroupHeartbeatResponse {
-		// Hold the old assignment until the fence has dropped t[0].
-		if slices.Contains(ownedPartitions(r), 0) {
-			return &protocol.ConsumerGroupHeartbeatResponse{MemberID: "m1", MemberEpoch: 1, HeartbeatIntervalMs: 20,
-				Assignment: []protocol.ConsumerGroupHeartbeatResponseTopic{{Topic: "t", Partitions: []int32{0, 1}}}}
-		}
-		return nil
-	}
+	fg.onHeartbeat = holdAssignmentWhileOwned(0)
 	fg.mu.Unlock()
 	err := g.Commit(ctx, last0)
 	if !errors.Is(err, protocol.ErrFencedMemberEpoch) {
@@ -685,5 +672,19 @@ func TestGroupCommitAsyncOrder(t *testing.T) {
 	defer fg.mu.Unlock()
 	if fg.committed[0] != 20 {
 		t.Errorf("committed %d, want 20", fg.committed[0])
+	}
+}
+
+// holdAssignmentWhileOwned answers heartbeats with the old assignment
+// (t[0] and t[1], epoch 1) while the member still holds t[p], so that it
+// loses t[p] to a fence (OnLost) rather than to a revocation; after that
+// the fake's own answers resume.
+func holdAssignmentWhileOwned(p int32) func(*protocol.ConsumerGroupHeartbeatRequest) *protocol.ConsumerGroupHeartbeatResponse {
+	return func(r *protocol.ConsumerGroupHeartbeatRequest) *protocol.ConsumerGroupHeartbeatResponse {
+		if slices.Contains(ownedPartitions(r), p) {
+			return &protocol.ConsumerGroupHeartbeatResponse{MemberID: "m1", MemberEpoch: 1, HeartbeatIntervalMs: 20,
+				Assignment: []protocol.ConsumerGroupHeartbeatResponseTopic{{Topic: "t", Partitions: []int32{0, 1}}}}
+		}
+		return nil
 	}
 }
