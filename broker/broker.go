@@ -40,6 +40,10 @@ type Config struct {
 	// cluster. A node with Join and no state of its own joins that cluster;
 	// without Join it starts a new single-node cluster.
 	Join []string
+	// BootstrapExpect: a node with no state and BootstrapExpect > 1 starts
+	// a new cluster with the join seeds once that many nodes (itself
+	// included) are up and none is in a cluster yet; see bootstrap.go.
+	BootstrapExpect int
 	// TopicDefaults are the settings (topic config keys) a new topic gets
 	// for keys its creator does not set; keys not here get the built-in
 	// defaults of cluster.DefaultTopicConfig.

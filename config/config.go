@@ -68,10 +68,25 @@ type Config struct {
 	PeerListen string `mapstructure:"peer-listen"`
 	// HTTPListen is the host:port of /metrics and /healthz.
 	HTTPListen string `mapstructure:"http-listen"`
+	// Advertise is the host:port clients are told to reach this node at
+	// (in Metadata answers). Empty: the listen address. Set it when
+	// clients reach the node through another address (NAT, a proxy).
+	Advertise string `mapstructure:"advertise"`
+	// PeerAdvertise is the host:port other nodes reach the peer listener
+	// at. Empty: the peer-listen address. It is written into every Raft
+	// configuration, so it must stay the same across restarts.
+	PeerAdvertise string `mapstructure:"peer-advertise"`
 	// Join is a comma-separated list of client addresses (host:port) of
 	// nodes of an existing cluster for this node to join on its first
 	// start. Empty: the node starts a cluster of its own.
 	Join string `mapstructure:"join"`
+	// BootstrapExpect is how many nodes a new cluster starts with. A node
+	// with no state and BootstrapExpect > 1 waits until it has found that
+	// many nodes (itself and the join seeds, none of them in a cluster
+	// yet), then they all bootstrap the metadata group together. A node
+	// that finds an existing cluster through a seed joins it instead. 0 or
+	// 1 with no join seeds: a single-node cluster.
+	BootstrapExpect int64 `mapstructure:"bootstrap-expect"`
 	// Log holds the defaults for every partition's on-disk log.
 	Log LogConfig `mapstructure:"log"`
 	// Group tunes the consumer group coordinator.
@@ -177,10 +192,26 @@ func (c Config) Validate() error {
 		}
 	}
 
+	for _, a := range []struct{ key, addr string }{{"advertise", c.Advertise}, {"peer-advertise", c.PeerAdvertise}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkAddr(a.addr); err != nil {
+			bad(a.key, "%q: %v", a.addr, err)
+		} else if isAnyPort(a.addr) {
+			bad(a.key, "%q: port 0 cannot be reached", a.addr)
+		}
+	}
 	for _, seed := range c.JoinAddrs() {
 		if err := checkAddr(seed); err != nil {
 			bad("join", "%q: %v", seed, err)
 		}
+	}
+	switch {
+	case c.BootstrapExpect < 0 || c.BootstrapExpect > maxBootstrapExpect:
+		bad("bootstrap-expect", "%d is outside 0 .. %d", c.BootstrapExpect, maxBootstrapExpect)
+	case c.BootstrapExpect > 1 && int64(len(c.JoinAddrs())) < c.BootstrapExpect-1:
+		bad("bootstrap-expect", "%d needs the other %d nodes' addresses in join, got %d", c.BootstrapExpect, c.BootstrapExpect-1, len(c.JoinAddrs()))
 	}
 
 	l := c.Log
@@ -225,6 +256,9 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// maxBootstrapExpect: the metadata group has at most five voters.
+const maxBootstrapExpect = 5
 
 // checkAddr accepts host:port with a numeric port, as net.Listen wants it.
 // The host may be empty (all interfaces); names are resolved only at bind.

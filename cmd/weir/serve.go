@@ -42,11 +42,14 @@ func (m *Main) newServeCmd() *cobra.Command {
 func (m *Main) serve(cmd *cobra.Command, cfg config.Config, pprofOn bool) error {
 	logger := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	b, err := broker.Open(broker.Config{
-		NodeID:        cluster.NodeID(cfg.NodeID),
-		DataDir:       cfg.DataDir,
-		PeerListen:    cfg.PeerListen,
-		Join:          cfg.JoinAddrs(),
-		TopicDefaults: topicDefaults(cfg.Log),
+		NodeID:             cluster.NodeID(cfg.NodeID),
+		DataDir:            cfg.DataDir,
+		PeerListen:         cfg.PeerListen,
+		AdvertisedAddr:     cfg.Advertise,
+		AdvertisedPeerAddr: cfg.PeerAdvertise,
+		Join:               cfg.JoinAddrs(),
+		BootstrapExpect:    int(cfg.BootstrapExpect),
+		TopicDefaults:      topicDefaults(cfg.Log),
 		Groups: cluster.CoordinatorConfig{
 			HeartbeatInterval:     cfg.Group.HeartbeatInterval,
 			DefaultSessionTimeout: cfg.Group.SessionTimeout,
