@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -84,6 +85,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.NodeID == 0 {
 		c.NodeID = 1
 	}
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
+		return c, errors.New("weir/broker: BootstrapExpect needs the other nodes' addresses in Join")
+	}
 	setInt := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -130,7 +134,7 @@ type Broker struct {
 	metaTrans   raft.Transport
 	replicas    replicaSet
 	leaders     leaderReports
-	peers       brokerClient // to the controller: joins, leader reports
+	peers       brokerPool // requests to other brokers
 
 	requestBytes *budget // request frames held in memory
 	produceBytes *budget // produce bytes proposed, not yet committed
@@ -140,6 +144,12 @@ type Broker struct {
 	listeners []net.Listener
 	conns     map[*conn]struct{}
 	closed    bool
+
+	// ready is closed once the node is in the cluster with current
+	// metadata (enterCluster); client requests wait for it.
+	ready      chan struct{}
+	enterOnce  sync.Once
+	clientAddr atomic.Value // string: the advertised client address
 
 	stop chan struct{}
 	// ctx is cancelled at Close: it bounds what the broker's own
@@ -168,6 +178,7 @@ func Open(cfg Config) (*Broker, error) {
 		produceBytes: newBudget(cfg.MaxProduceBytes),
 		conns:        map[*conn]struct{}{},
 		stop:         make(chan struct{}),
+		ready:        make(chan struct{}),
 	}
 	b.metrics = newMetrics(b)
 	b.mux, err = peer.Listen(cfg.PeerListen, peer.Options{Advertise: cfg.AdvertisedPeerAddr, Logger: b.logger.With("component", "peer")})
@@ -202,9 +213,10 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b.coordinator = cluster.NewCoordinator(b.controller, cfg.Groups)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.watchMetadata()
 	go b.reportLeaders()
+	go b.moveReplicas()
 	return b, nil
 }
 
@@ -217,6 +229,11 @@ const metadataGroup = "metadata"
 // through the join seeds, which redirect to it). Serve calls it.
 func (b *Broker) register(ctx context.Context, addr string) error {
 	n := cluster.Node{ID: b.cfg.NodeID, ClientAddr: addr, PeerAddr: b.mux.Addr().String()}
+	if b.cfg.BootstrapExpect > 1 && !b.controller.HasState() {
+		if err := b.awaitBootstrap(ctx, n); err != nil {
+			return err
+		}
+	}
 	seeds := b.cfg.Join
 	var redirect string
 	for attempt := 0; ; attempt++ {
@@ -270,14 +287,30 @@ func (b *Broker) join(ctx context.Context, target string, n cluster.Node) (redir
 	return "", protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
 }
 
-// watchMetadata keeps the hosted replicas in line with the metadata.
+// watchMetadata keeps the hosted replicas in line with the metadata, once
+// the node's metadata has caught up with the group's (before, it would
+// open and drop partitions of states long past). On the controller it
+// also finishes node removals.
 func (b *Broker) watchMetadata() {
 	defer b.wg.Done()
+	select {
+	case <-b.ready:
+	case <-b.stop:
+		return
+	}
 	for {
 		changed := b.controller.Changed()
 		var retry <-chan time.Time
-		if !b.reconcile(b.controller.Metadata()) {
-			retry = time.After(time.Second) // a replica failed to open
+		ok := b.reconcile(b.controller.Metadata())
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		pending, err := b.controller.FinishRemovals(ctx)
+		cancel()
+		if err != nil {
+			b.logger.Warn("removing nodes", "err", err)
+		}
+		if !ok || pending || err != nil {
+			// A replica failed to open, or a removal waits for its moves.
+			retry = time.After(time.Second)
 		}
 		select {
 		case <-b.stop:

@@ -25,6 +25,16 @@ func TestMain(m *testing.M) {
 // startBroker runs a broker on 127.0.0.1 and returns its address.
 func startBroker(t testing.TB, mutate func(*Config)) (*Broker, string) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startBrokerOn(t, ln, mutate), ln.Addr().String()
+}
+
+// startBrokerOn runs a broker serving ln.
+func startBrokerOn(t testing.TB, ln net.Listener, mutate func(*Config)) *Broker {
+	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), RaftHeartbeatTimeout: 50 * time.Millisecond,
 		RaftElectionTimeout: 50 * time.Millisecond, RaftLeaderLeaseTimeout: 50 * time.Millisecond}
 	if mutate != nil {
@@ -32,10 +42,7 @@ func startBroker(t testing.TB, mutate func(*Config)) (*Broker, string) {
 	}
 	b, err := Open(cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
@@ -48,7 +55,7 @@ func startBroker(t testing.TB, mutate func(*Config)) (*Broker, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return b, ln.Addr().String()
+	return b
 }
 
 // rawClient speaks the protocol one request at a time.

@@ -55,7 +55,7 @@ func errorCode(err error) protocol.ErrorCode {
 		return protocol.CodeNonEmptyGroup
 	case errors.Is(err, cluster.ErrUnsupportedAssignor):
 		return protocol.CodeUnsupportedAssignor
-	case errors.Is(err, cluster.ErrInvalidGroupRequest), errors.Is(err, cluster.ErrInvalidNode):
+	case errors.Is(err, cluster.ErrInvalidGroupRequest), errors.Is(err, cluster.ErrInvalidNode), errors.Is(err, cluster.ErrInvalidReassignment):
 		return protocol.CodeInvalidRequest
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, raft.ErrEnqueueTimeout):
 		return protocol.CodeRequestTimedOut

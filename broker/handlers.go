@@ -57,6 +57,16 @@ func (b *Broker) handle(ctx context.Context, from source, req protocol.Request) 
 		return b.handleJoinCluster(ctx, r), nil
 	case *protocol.ReportLeadersRequest:
 		return b.handleReportLeaders(ctx, r), nil
+	case *protocol.NodeInfoRequest:
+		return b.handleNodeInfo(), nil
+	case *protocol.ReassignPartitionsRequest:
+		return b.handleReassignPartitions(ctx, r), nil
+	case *protocol.ReplicaStatusRequest:
+		return b.handleReplicaStatus(r), nil
+	case *protocol.CompleteReassignmentRequest:
+		return b.handleCompleteReassignment(ctx, r), nil
+	case *protocol.RemoveNodeRequest:
+		return b.handleRemoveNode(ctx, r), nil
 	}
 	// DecodeRequest only returns requests of known APIs; a new API added to
 	// protocol without a handler here is a bug.

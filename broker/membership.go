@@ -21,10 +21,7 @@ func (b *Broker) controllerAddress() (int32, string) {
 func (b *Broker) handleJoinCluster(ctx context.Context, r *protocol.JoinClusterRequest) *protocol.JoinClusterResponse {
 	err := b.controller.AddNode(ctx, cluster.Node{ID: r.NodeID, ClientAddr: r.ClientAddress, PeerAddr: r.PeerAddress})
 	resp := &protocol.JoinClusterResponse{ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)}
-	resp.ControllerID, resp.ControllerAddress = b.controllerAddress()
-	if err == nil {
-		resp.ControllerAddress = ""
-	}
+	resp.ControllerID, resp.ControllerAddress = b.notControllerAnswer(err)
 	return resp
 }
 
@@ -36,9 +33,6 @@ func (b *Broker) handleReportLeaders(ctx context.Context, r *protocol.ReportLead
 	}
 	err := b.controller.ReportLeaders(ctx, reports)
 	resp := &protocol.ReportLeadersResponse{ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)}
-	resp.ControllerID, resp.ControllerAddress = b.controllerAddress()
-	if err == nil {
-		resp.ControllerAddress = ""
-	}
+	resp.ControllerID, resp.ControllerAddress = b.notControllerAnswer(err)
 	return resp
 }

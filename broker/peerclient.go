@@ -10,9 +10,43 @@ import (
 	"weir/protocol"
 )
 
-// brokerClient sends broker-to-broker requests (JoinCluster, ReportLeaders)
-// to another broker's client port, one at a time over one connection,
-// redialed when the target changes or the connection fails.
+// brokerPool holds a brokerClient per broker address, for the requests
+// brokers send each other (JoinCluster, ReportLeaders, NodeInfo,
+// ReplicaStatus, CompleteReassignment).
+type brokerPool struct {
+	mu sync.Mutex
+	m  map[string]*brokerClient
+}
+
+// call sends req to the broker at addr and returns its response. Calls to
+// one address take turns; calls to different ones do not wait for each
+// other.
+func (p *brokerPool) call(ctx context.Context, addr string, req protocol.Request) (protocol.Response, error) {
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[string]*brokerClient{}
+	}
+	c := p.m[addr]
+	if c == nil {
+		c = &brokerClient{}
+		p.m[addr] = c
+	}
+	p.mu.Unlock()
+	return c.call(ctx, addr, req)
+}
+
+// Close drops every connection.
+func (p *brokerPool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.m {
+		c.Close()
+	}
+}
+
+// brokerClient sends requests to another broker's client port, one at a
+// time over one connection, redialed when the target changes or the
+// connection fails.
 type brokerClient struct {
 	clientID string
 	mu       sync.Mutex

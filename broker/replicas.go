@@ -41,6 +41,17 @@ type replicaSet struct {
 	m  map[replicaKey]*replica
 }
 
+// all returns the hosted replicas.
+func (s *replicaSet) all() []*replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*replica, 0, len(s.m))
+	for _, r := range s.m {
+		out = append(out, r)
+	}
+	return out
+}
+
 func (s *replicaSet) get(topic string, p int32) *replica {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -121,16 +132,23 @@ func (r *replica) close(b *Broker) {
 func configEqual(a, b cluster.TopicConfig) bool { return reflect.DeepEqual(a, b) }
 
 // openReplica opens one replica with its topic's settings. Its Raft group
-// goes over the peer listener; a new group is bootstrapped with the
-// partition's replicas as voters (every replica bootstraps the same
-// configuration, which Raft allows).
+// goes over the peer listener. The replicas of a new partition bootstrap
+// its group, each with the same configuration (all of them as voters),
+// which Raft allows. A partition that has had a leader is never
+// bootstrapped again: a replica without state then (a node added by a
+// reassignment, or one whose data was lost) starts empty and the leader
+// brings it up to date.
 func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metadata) (*replica, error) {
 	opts, err := logOptions(t.Config)
 	if err != nil {
 		return nil, err
 	}
 	var peers []raft.Server
+	isNew := t.Leader(k.partition).Leader == 0 && t.Target(k.partition) == nil
 	for _, n := range t.Replicas[k.partition] {
+		if !isNew {
+			break
+		}
 		addr := meta.Nodes[n].PeerAddr
 		if addr == "" {
 			return nil, fmt.Errorf("replica node %d has no peer address yet", n)

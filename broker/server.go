@@ -29,28 +29,11 @@ func (b *Broker) Serve(ln net.Listener) error {
 	if addr == "" {
 		addr = ln.Addr().String()
 	}
-	// Until Close: a node of a cluster whose majority is not up yet waits
-	// for it (and says so) rather than giving up.
-	err := b.register(b.ctx, addr)
-	for err == nil {
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		err = b.controller.WaitCaughtUp(ctx)
-		cancel()
-		if err == nil || b.ctx.Err() != nil {
-			break
-		}
-		b.logger.Warn("waiting for the metadata group: no leader, or this node is behind it; are a majority of the nodes up?")
-		err = nil
-	}
-	if err != nil {
-		ln.Close()
-		select {
-		case <-b.stop:
-			return nil // closed while registering
-		default:
-		}
-		return fmt.Errorf("weir/broker: register node: %w", err)
-	}
+	b.enterOnce.Do(func() {
+		b.clientAddr.Store(addr)
+		b.wg.Add(1)
+		go b.enterCluster(addr)
+	})
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -197,6 +180,17 @@ func (c *conn) readRequest() (*call, error) {
 		c.b.requestBytes.Release(size)
 		return nil, fmt.Errorf("bad request (api %d v%d, correlation %d): %w", hdr.APIKey, hdr.APIVersion, hdr.CorrelationID, err)
 	}
+	if !isPeerAPI(hdr.APIKey) {
+		// Clients wait (this connection stops reading) until the node is
+		// in the cluster with current metadata: answering before would
+		// tell them existing topics are unknown.
+		select {
+		case <-c.b.ready:
+		case <-c.ctx.Done():
+			c.b.requestBytes.Release(size)
+			return nil, c.ctx.Err()
+		}
+	}
 	if p, ok := req.(*protocol.ProduceRequest); ok {
 		// Proposed here, in the order requests arrive; see startProduce.
 		cl.noResponse = p.Acks == protocol.AcksNone
@@ -271,6 +265,18 @@ func (c *conn) write(cl *call, seg *protocol.SegmentedFrame, buf []byte) ([]byte
 		return r.Len, nil
 	})
 	return buf, err
+}
+
+// isPeerAPI reports whether key is an API brokers send each other (or
+// that only describes the protocol), served while the node is still
+// entering its cluster.
+func isPeerAPI(key protocol.APIKey) bool {
+	switch key {
+	case protocol.KeyAPIVersions, protocol.KeyNodeInfo, protocol.KeyJoinCluster, protocol.KeyReportLeaders,
+		protocol.KeyReplicaStatus, protocol.KeyCompleteReassignment:
+		return true
+	}
+	return false
 }
 
 // maxFetchPartitions bounds the partitions of one fetch: each costs a

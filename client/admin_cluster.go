@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -59,4 +60,39 @@ func (a *Admin) DescribeCluster(ctx context.Context, timeout time.Duration) ([]N
 	}
 	slices.SortFunc(out, func(x, y NodeStatus) int { return int(x.ID - y.ID) })
 	return out, nil
+}
+
+// ReassignPartitions moves partitions of a topic to new replicas
+// (partition -> target node ids, the first the preferred leader). It
+// returns once the controller has recorded the targets; the partitions'
+// leaders then move the data (new replicas catch up before old ones are
+// dropped). DescribeTopic shows a partition's replicas as the target once
+// its move is complete.
+func (a *Admin) ReassignPartitions(ctx context.Context, topic string, targets map[int32][]int32) error {
+	req := &protocol.ReassignPartitionsRequest{Topic: topic}
+	for _, p := range slices.Sorted(maps.Keys(targets)) {
+		req.Partitions = append(req.Partitions, protocol.ReassignPartitionsRequestPartition{Partition: p, Replicas: targets[p]})
+	}
+	err := a.controllerOp(ctx, req, func(resp protocol.Response) error {
+		r := resp.(*protocol.ReassignPartitionsResponse)
+		return protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
+	})
+	if err != nil {
+		return fmt.Errorf("weir/client: reassign partitions of %q: %w", topic, err)
+	}
+	return nil
+}
+
+// RemoveNode decommissions a node: its replicas move to other nodes, then
+// it leaves the cluster. It returns once the removal has begun;
+// DescribeCluster stops listing the node when it is done.
+func (a *Admin) RemoveNode(ctx context.Context, node int32) error {
+	err := a.controllerOp(ctx, &protocol.RemoveNodeRequest{NodeID: node}, func(resp protocol.Response) error {
+		r := resp.(*protocol.RemoveNodeResponse)
+		return protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
+	})
+	if err != nil {
+		return fmt.Errorf("weir/client: remove node %d: %w", node, err)
+	}
+	return nil
 }

@@ -210,6 +210,24 @@ func (c *Controller) WaitCaughtUp(ctx context.Context) error {
 	return nil
 }
 
+// HasState reports whether this node's metadata group member has any state:
+// it is in a cluster, or being taken into one (its first entries arrived).
+func (c *Controller) HasState() bool { return c.raft.LastIndex() > 0 }
+
+// Bootstrap starts a new metadata group of the given nodes as voters. Only
+// one of a new cluster's nodes calls it; the others take the configuration
+// from the Raft leader it elects. It fails if this node has state already.
+func (c *Controller) Bootstrap(nodes []Node) error {
+	var servers []raft.Server
+	for _, n := range nodes {
+		servers = append(servers, raft.Server{ID: ServerID(n.ID), Address: raft.ServerAddress(n.PeerAddr)})
+	}
+	if err := c.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		return fmt.Errorf("weir/cluster: bootstrap: %w", err)
+	}
+	return nil
+}
+
 // RegisterNode records a node and its addresses.
 func (c *Controller) RegisterNode(ctx context.Context, n Node) error {
 	return c.propose(ctx, &command{Op: opRegisterNode, Node: &n})

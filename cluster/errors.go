@@ -15,6 +15,9 @@ var (
 	ErrNotController = errors.New("weir/cluster: not the controller")
 	// ErrInvalidNode: a node's id or addresses are not valid.
 	ErrInvalidNode = errors.New("weir/cluster: invalid node")
+	// ErrInvalidReassignment: a move of replicas that cannot be done (a
+	// node being removed as a target, no such move under way).
+	ErrInvalidReassignment = errors.New("weir/cluster: invalid reassignment")
 )
 
 // Errors of the consumer group coordinator. Check them with errors.Is.

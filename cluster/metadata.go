@@ -31,6 +31,9 @@ type Topic struct {
 	// reported it (nil until a first report), so that every node can tell
 	// clients where any partition's leader is.
 	Leaders []PartitionLeader `json:"leaders,omitempty"`
+	// Targets holds, per partition being moved, the replicas it is moving
+	// to (see reassign.go); Replicas then lists old and new together.
+	Targets map[int32][]NodeID `json:"targets,omitempty"`
 }
 
 // Metadata is the cluster's metadata at one point of the metadata log. A
@@ -44,6 +47,9 @@ type Metadata struct {
 	NextTopicID uint64            `json:"next_topic_id"`
 	// NextProducerID is the id the next idempotent producer gets.
 	NextProducerID int64 `json:"next_producer_id"`
+	// Removing lists, sorted, the nodes being decommissioned: their
+	// replicas are moving away; they leave Nodes once they hold none.
+	Removing []NodeID `json:"removing,omitempty"`
 }
 
 func newMetadata() *Metadata {
@@ -74,15 +80,22 @@ type command struct {
 	NowMs     int64          `json:"now_ms,omitempty"`
 	// Leader reports.
 	Leaders []LeaderReport `json:"leaders,omitempty"`
+	// Reassignments.
+	TopicID uint64         `json:"topic_id,omitempty"`
+	Moves   []Reassignment `json:"moves,omitempty"`
 }
 
 const (
-	opRegisterNode    = "register_node"
-	opCreateTopic     = "create_topic"
-	opDeleteTopic     = "delete_topic"
-	opAlterConfig     = "alter_config"
-	opAllocProducerID = "alloc_producer_id"
-	opReportLeaders   = "report_leaders"
+	opRegisterNode     = "register_node"
+	opCreateTopic      = "create_topic"
+	opDeleteTopic      = "delete_topic"
+	opAlterConfig      = "alter_config"
+	opAllocProducerID  = "alloc_producer_id"
+	opReportLeaders    = "report_leaders"
+	opReassign         = "reassign"
+	opCompleteReassign = "complete_reassign"
+	opRemoveNode       = "remove_node"
+	opForgetNode       = "forget_node"
 )
 
 // maxPartitions bounds a topic's partition count.
@@ -93,6 +106,7 @@ const maxPartitions = 10_000
 func (m *Metadata) apply(index uint64, cmd *command) (*Metadata, error) {
 	next := *m
 	next.Index = index
+	var err error
 	switch cmd.Op {
 	case opRegisterNode:
 		if cmd.Node == nil || cmd.Node.ID <= 0 {
@@ -110,8 +124,9 @@ func (m *Metadata) apply(index uint64, cmd *command) (*Metadata, error) {
 		if cmd.Partitions < 1 || cmd.Partitions > maxPartitions {
 			return nil, fmt.Errorf("%w: %d (want 1 to %d)", ErrInvalidPartitions, cmd.Partitions, maxPartitions)
 		}
-		if cmd.Replicas < 1 || cmd.Replicas > len(m.Nodes) {
-			return nil, fmt.Errorf("%w: %d with %d nodes", ErrInvalidReplicas, cmd.Replicas, len(m.Nodes))
+		nodes := m.placeableNodes()
+		if cmd.Replicas < 1 || cmd.Replicas > len(nodes) {
+			return nil, fmt.Errorf("%w: %d with %d nodes", ErrInvalidReplicas, cmd.Replicas, len(nodes))
 		}
 		cfg := DefaultTopicConfig()
 		for _, k := range slices.Sorted(maps.Keys(cmd.Configs)) {
@@ -120,7 +135,7 @@ func (m *Metadata) apply(index uint64, cmd *command) (*Metadata, error) {
 			}
 		}
 		t := &Topic{Name: cmd.Topic, ID: m.NextTopicID, Config: cfg,
-			Replicas: place(m.SortedNodes(), m.NextTopicID, cmd.Partitions, cmd.Replicas)}
+			Replicas: place(nodes, m.NextTopicID, cmd.Partitions, cmd.Replicas)}
 		next.NextTopicID++
 		next.Topics = maps.Clone(m.Topics)
 		next.Topics[t.Name] = t
@@ -148,10 +163,32 @@ func (m *Metadata) apply(index uint64, cmd *command) (*Metadata, error) {
 		next.NextProducerID++
 	case opReportLeaders:
 		next.Topics = m.withLeaders(cmd.Leaders)
+	case opReassign:
+		err = m.applyReassign(&next, cmd)
+	case opCompleteReassign:
+		err = m.applyCompleteReassign(&next, cmd)
+	case opRemoveNode, opForgetNode:
+		if cmd.Node == nil {
+			return nil, fmt.Errorf("%w: no node", ErrInvalidNode)
+		}
+		if cmd.Op == opRemoveNode {
+			err = m.applyRemoveNode(&next, cmd)
+		} else {
+			err = m.applyForgetNode(&next, cmd)
+		}
 	default:
 		return nil, fmt.Errorf("weir/cluster: unknown metadata command %q", cmd.Op)
 	}
+	if err != nil {
+		return nil, err
+	}
 	return &next, nil
+}
+
+// placeableNodes are the nodes new replicas may go to (not being removed),
+// by id.
+func (m *Metadata) placeableNodes() []Node {
+	return slices.DeleteFunc(m.SortedNodes(), func(n Node) bool { return slices.Contains(m.Removing, n.ID) })
 }
 
 // place spreads a new topic's replicas over the nodes: partition p's

@@ -211,6 +211,20 @@ func sampleMessages() []sample {
 		}}},
 		{"ReportLeadersResponse", &ReportLeadersResponse{ErrorCode: CodeNotController, ErrorMessage: str("ask node 1"),
 			ControllerID: 1, ControllerAddress: "10.0.0.1:7420"}},
+		{"NodeInfoRequest", &NodeInfoRequest{}},
+		{"NodeInfoResponse", &NodeInfoResponse{NodeID: 3, ClientAddress: "10.0.0.3:7420", PeerAddress: "10.0.0.3:7421", InCluster: true}},
+		{"ReassignPartitionsRequest", &ReassignPartitionsRequest{Topic: "orders", Partitions: []ReassignPartitionsRequestPartition{
+			{Partition: 0, Replicas: []int32{4, 2, 3}}, {Partition: 5, Replicas: []int32{1}},
+		}}},
+		{"ReassignPartitionsResponse", &ReassignPartitionsResponse{ErrorCode: CodeInvalidReplicationFactor,
+			ErrorMessage: str("node 9 is not in the cluster"), ControllerID: 1}},
+		{"ReplicaStatusRequest", &ReplicaStatusRequest{Topic: "orders", TopicID: 4, Partition: 2}},
+		{"ReplicaStatusResponse", &ReplicaStatusResponse{LastIndex: 123456}},
+		{"CompleteReassignmentRequest", &CompleteReassignmentRequest{Topic: "orders", TopicID: 4, Partition: 0, Replicas: []int32{4, 2, 3}}},
+		{"CompleteReassignmentResponse", &CompleteReassignmentResponse{ErrorCode: CodeNotController, ControllerID: 2,
+			ControllerAddress: "10.0.0.2:7420"}},
+		{"RemoveNodeRequest", &RemoveNodeRequest{NodeID: 3}},
+		{"RemoveNodeResponse", &RemoveNodeResponse{ControllerID: 1}},
 
 		{"DeleteGroupsRequest", &DeleteGroupsRequest{GroupIDs: []string{"audit", "billing"}}},
 		{"DeleteGroupsResponse", &DeleteGroupsResponse{Results: []DeleteGroupsResponseResult{

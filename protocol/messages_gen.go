@@ -83,6 +83,36 @@ const (
 	// Metadata names every partition's leader. Brokers send it to the controller
 	// whenever their replicas win elections.
 	KeyReportLeaders APIKey = 17
+	// KeyNodeInfo is the key of the NodeInfo API. NodeInfo asks a node who it is
+	// and whether it is in a cluster. Nodes starting a new cluster with
+	// --bootstrap-expect send it to their join seeds to find each other before
+	// one of them bootstraps the metadata group.
+	KeyNodeInfo APIKey = 18
+	// KeyReassignPartitions is the key of the ReassignPartitions API.
+	// ReassignPartitions moves partitions' replicas to other nodes. The
+	// controller records each partition's target replicas and answers; the
+	// partition's leader then adds the new replicas as non-voters, makes each a
+	// voter once it has caught up, removes the replicas not in the target
+	// (handing leadership to the target's first replica first if the leader is
+	// leaving), and reports with CompleteReassignment. Metadata lists the old and
+	// new replicas together until then.
+	KeyReassignPartitions APIKey = 19
+	// KeyReplicaStatus is the key of the ReplicaStatus API. ReplicaStatus asks a
+	// broker how far its replica of a partition has got. A partition's leader
+	// sends it to a new replica before making it a voter, and to the preferred
+	// replica before handing leadership back to it.
+	KeyReplicaStatus APIKey = 20
+	// KeyCompleteReassignment is the key of the CompleteReassignment API.
+	// CompleteReassignment tells the controller that a partition's Raft group now
+	// has exactly the target replicas of its reassignment. The partition's leader
+	// sends it.
+	KeyCompleteReassignment APIKey = 21
+	// KeyRemoveNode is the key of the RemoveNode API. RemoveNode decommissions a
+	// node: the controller moves every replica the node holds to other nodes (as
+	// ReassignPartitions does), and once it holds none removes it from the
+	// metadata group and the list of brokers. The answer comes when the move has
+	// begun; Metadata shows when the node is gone.
+	KeyRemoveNode APIKey = 22
 )
 
 // apiTable lists every API in key order.
@@ -105,6 +135,11 @@ var apiTable = []apiInfo{
 	{KeyDeleteGroups, "DeleteGroups", 0, 0, func() Request { return new(DeleteGroupsRequest) }, func() Response { return new(DeleteGroupsResponse) }},
 	{KeyJoinCluster, "JoinCluster", 0, 0, func() Request { return new(JoinClusterRequest) }, func() Response { return new(JoinClusterResponse) }},
 	{KeyReportLeaders, "ReportLeaders", 0, 0, func() Request { return new(ReportLeadersRequest) }, func() Response { return new(ReportLeadersResponse) }},
+	{KeyNodeInfo, "NodeInfo", 0, 0, func() Request { return new(NodeInfoRequest) }, func() Response { return new(NodeInfoResponse) }},
+	{KeyReassignPartitions, "ReassignPartitions", 0, 0, func() Request { return new(ReassignPartitionsRequest) }, func() Response { return new(ReassignPartitionsResponse) }},
+	{KeyReplicaStatus, "ReplicaStatus", 0, 0, func() Request { return new(ReplicaStatusRequest) }, func() Response { return new(ReplicaStatusResponse) }},
+	{KeyCompleteReassignment, "CompleteReassignment", 0, 0, func() Request { return new(CompleteReassignmentRequest) }, func() Response { return new(CompleteReassignmentResponse) }},
+	{KeyRemoveNode, "RemoveNode", 0, 0, func() Request { return new(RemoveNodeRequest) }, func() Response { return new(RemoveNodeResponse) }},
 }
 
 // APIVersionsRequest is the request body of the APIVersions API (key 0,
@@ -3999,6 +4034,732 @@ func (m *ReportLeadersResponse) encode(w *Writer, version int16) {
 }
 
 func (m *ReportLeadersResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.ControllerID = r.ReadInt32()
+	m.ControllerAddress = r.ReadString()
+}
+
+// NodeInfoRequest is the request body of the NodeInfo API (key 18, versions 0
+// to 0). NodeInfo asks a node who it is and whether it is in a cluster. Nodes
+// starting a new cluster with --bootstrap-expect send it to their join seeds
+// to find each other before one of them bootstraps the metadata group.
+type NodeInfoRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+}
+
+// Key returns KeyNodeInfo.
+func (*NodeInfoRequest) Key() APIKey { return KeyNodeInfo }
+
+// GetVersion returns m.Version.
+func (m *NodeInfoRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *NodeInfoRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty NodeInfoResponse at m's version.
+func (m *NodeInfoRequest) ResponseKind() Response { return &NodeInfoResponse{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *NodeInfoRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *NodeInfoRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *NodeInfoRequest) Decode(r *Reader) error {
+	*m = NodeInfoRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *NodeInfoRequest) encode(w *Writer, version int16) {
+	_ = version
+}
+
+func (m *NodeInfoRequest) decode(r *Reader, version int16) {
+	_ = version
+}
+
+// NodeInfoResponse is the response body of the NodeInfo API (key 18, versions
+// 0 to 0).
+type NodeInfoResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The answering node's id. Wire: node_id, int32.
+	NodeID int32
+
+	// "host:port" clients reach it at. Wire: client_address, string.
+	ClientAddress string
+
+	// "host:port" other nodes reach its Raft groups at. Wire: peer_address,
+	// string.
+	PeerAddress string
+
+	// True when the node's metadata group has state (it is in a cluster, or being
+	// taken into one); false while it waits to bootstrap a new cluster. Wire:
+	// in_cluster, bool.
+	InCluster bool
+}
+
+// Key returns KeyNodeInfo.
+func (*NodeInfoResponse) Key() APIKey { return KeyNodeInfo }
+
+// GetVersion returns m.Version.
+func (m *NodeInfoResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *NodeInfoResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty NodeInfoRequest at m's version.
+func (m *NodeInfoResponse) RequestKind() Request { return &NodeInfoRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *NodeInfoResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *NodeInfoResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *NodeInfoResponse) Decode(r *Reader) error {
+	*m = NodeInfoResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *NodeInfoResponse) encode(w *Writer, version int16) {
+	w.PutInt32(m.NodeID)
+	w.PutString(m.ClientAddress)
+	w.PutString(m.PeerAddress)
+	w.PutBool(m.InCluster)
+}
+
+func (m *NodeInfoResponse) decode(r *Reader, version int16) {
+	m.NodeID = r.ReadInt32()
+	m.ClientAddress = r.ReadString()
+	m.PeerAddress = r.ReadString()
+	m.InCluster = r.ReadBool()
+}
+
+// ReassignPartitionsRequest is the request body of the ReassignPartitions API
+// (key 19, versions 0 to 0). ReassignPartitions moves partitions' replicas to
+// other nodes. The controller records each partition's target replicas and
+// answers; the partition's leader then adds the new replicas as non-voters,
+// makes each a voter once it has caught up, removes the replicas not in the
+// target (handing leadership to the target's first replica first if the leader
+// is leaving), and reports with CompleteReassignment. Metadata lists the old
+// and new replicas together until then.
+type ReassignPartitionsRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The topic's name. Wire: topic, string.
+	Topic string
+
+	// The partitions to move, each at most once. Wire: partitions, array of
+	// ReassignPartitionsRequestPartition.
+	Partitions []ReassignPartitionsRequestPartition
+}
+
+// Key returns KeyReassignPartitions.
+func (*ReassignPartitionsRequest) Key() APIKey { return KeyReassignPartitions }
+
+// GetVersion returns m.Version.
+func (m *ReassignPartitionsRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ReassignPartitionsRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty ReassignPartitionsResponse at m's version.
+func (m *ReassignPartitionsRequest) ResponseKind() Response {
+	return &ReassignPartitionsResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ReassignPartitionsRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ReassignPartitionsRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ReassignPartitionsRequest) Decode(r *Reader) error {
+	*m = ReassignPartitionsRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ReassignPartitionsRequest) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutArrayLen(len(m.Partitions))
+	for i := range m.Partitions {
+		m.Partitions[i].encode(w, version)
+	}
+}
+
+func (m *ReassignPartitionsRequest) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	if n := r.ReadArrayLen(8); n > 0 {
+		m.Partitions = make([]ReassignPartitionsRequestPartition, n)
+		for i := range m.Partitions {
+			m.Partitions[i].decode(r, version)
+		}
+	}
+}
+
+// ReassignPartitionsRequestPartition is an element of
+// ReassignPartitionsRequest.Partitions. The partitions to move, each at most
+// once.
+type ReassignPartitionsRequestPartition struct {
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The target replicas, distinct live nodes; the first is the preferred
+	// leader. The count may differ from the current one. Wire: replicas, array of
+	// int32.
+	Replicas []int32
+}
+
+func (m *ReassignPartitionsRequestPartition) encode(w *Writer, version int16) {
+	w.PutInt32(m.Partition)
+	w.PutArrayLen(len(m.Replicas))
+	for i := range m.Replicas {
+		w.PutInt32(m.Replicas[i])
+	}
+}
+
+func (m *ReassignPartitionsRequestPartition) decode(r *Reader, version int16) {
+	m.Partition = r.ReadInt32()
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Replicas = make([]int32, n)
+		for i := range m.Replicas {
+			m.Replicas[i] = r.ReadInt32()
+		}
+	}
+}
+
+// ReassignPartitionsResponse is the response body of the ReassignPartitions
+// API (key 19, versions 0 to 0).
+type ReassignPartitionsResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, UnknownTopicOrPartition, InvalidReplicationFactor (an
+	// unknown or repeated node, or none), InvalidRequest (a node being removed),
+	// RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The controller's node id, -1 if unknown. Wire: controller_id, int32.
+	ControllerID int32
+
+	// "host:port" of the controller's client listener when error_code is
+	// NotController, else "". Wire: controller_address, string.
+	ControllerAddress string
+}
+
+// Key returns KeyReassignPartitions.
+func (*ReassignPartitionsResponse) Key() APIKey { return KeyReassignPartitions }
+
+// GetVersion returns m.Version.
+func (m *ReassignPartitionsResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ReassignPartitionsResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty ReassignPartitionsRequest at m's version.
+func (m *ReassignPartitionsResponse) RequestKind() Request {
+	return &ReassignPartitionsRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ReassignPartitionsResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ReassignPartitionsResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ReassignPartitionsResponse) Decode(r *Reader) error {
+	*m = ReassignPartitionsResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ReassignPartitionsResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutInt32(m.ControllerID)
+	w.PutString(m.ControllerAddress)
+}
+
+func (m *ReassignPartitionsResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.ControllerID = r.ReadInt32()
+	m.ControllerAddress = r.ReadString()
+}
+
+// ReplicaStatusRequest is the request body of the ReplicaStatus API (key 20,
+// versions 0 to 0). ReplicaStatus asks a broker how far its replica of a
+// partition has got. A partition's leader sends it to a new replica before
+// making it a voter, and to the preferred replica before handing leadership
+// back to it.
+type ReplicaStatusRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The topic's name. Wire: topic, string.
+	Topic string
+
+	// The topic's id. Wire: topic_id, int64.
+	TopicID int64
+
+	// The partition index. Wire: partition, int32.
+	Partition int32
+}
+
+// Key returns KeyReplicaStatus.
+func (*ReplicaStatusRequest) Key() APIKey { return KeyReplicaStatus }
+
+// GetVersion returns m.Version.
+func (m *ReplicaStatusRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ReplicaStatusRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty ReplicaStatusResponse at m's version.
+func (m *ReplicaStatusRequest) ResponseKind() Response {
+	return &ReplicaStatusResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ReplicaStatusRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ReplicaStatusRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ReplicaStatusRequest) Decode(r *Reader) error {
+	*m = ReplicaStatusRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ReplicaStatusRequest) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutInt64(m.TopicID)
+	w.PutInt32(m.Partition)
+}
+
+func (m *ReplicaStatusRequest) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	m.TopicID = r.ReadInt64()
+	m.Partition = r.ReadInt32()
+}
+
+// ReplicaStatusResponse is the response body of the ReplicaStatus API (key 20,
+// versions 0 to 0).
+type ReplicaStatusResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, UnknownTopicOrPartition (the broker hosts no such replica). Wire:
+	// error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The last Raft log index the replica holds. Wire: last_index, int64.
+	LastIndex int64
+}
+
+// Key returns KeyReplicaStatus.
+func (*ReplicaStatusResponse) Key() APIKey { return KeyReplicaStatus }
+
+// GetVersion returns m.Version.
+func (m *ReplicaStatusResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *ReplicaStatusResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty ReplicaStatusRequest at m's version.
+func (m *ReplicaStatusResponse) RequestKind() Request {
+	return &ReplicaStatusRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *ReplicaStatusResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *ReplicaStatusResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *ReplicaStatusResponse) Decode(r *Reader) error {
+	*m = ReplicaStatusResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *ReplicaStatusResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutInt64(m.LastIndex)
+}
+
+func (m *ReplicaStatusResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.LastIndex = r.ReadInt64()
+}
+
+// CompleteReassignmentRequest is the request body of the CompleteReassignment
+// API (key 21, versions 0 to 0). CompleteReassignment tells the controller
+// that a partition's Raft group now has exactly the target replicas of its
+// reassignment. The partition's leader sends it.
+type CompleteReassignmentRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The topic's name. Wire: topic, string.
+	Topic string
+
+	// The topic's id. Wire: topic_id, int64.
+	TopicID int64
+
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The group's replicas now: the target. Wire: replicas, array of int32.
+	Replicas []int32
+}
+
+// Key returns KeyCompleteReassignment.
+func (*CompleteReassignmentRequest) Key() APIKey { return KeyCompleteReassignment }
+
+// GetVersion returns m.Version.
+func (m *CompleteReassignmentRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *CompleteReassignmentRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty CompleteReassignmentResponse at m's version.
+func (m *CompleteReassignmentRequest) ResponseKind() Response {
+	return &CompleteReassignmentResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *CompleteReassignmentRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *CompleteReassignmentRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *CompleteReassignmentRequest) Decode(r *Reader) error {
+	*m = CompleteReassignmentRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *CompleteReassignmentRequest) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutInt64(m.TopicID)
+	w.PutInt32(m.Partition)
+	w.PutArrayLen(len(m.Replicas))
+	for i := range m.Replicas {
+		w.PutInt32(m.Replicas[i])
+	}
+}
+
+func (m *CompleteReassignmentRequest) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	m.TopicID = r.ReadInt64()
+	m.Partition = r.ReadInt32()
+	if n := r.ReadArrayLen(4); n > 0 {
+		m.Replicas = make([]int32, n)
+		for i := range m.Replicas {
+			m.Replicas[i] = r.ReadInt32()
+		}
+	}
+}
+
+// CompleteReassignmentResponse is the response body of the
+// CompleteReassignment API (key 21, versions 0 to 0).
+type CompleteReassignmentResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, UnknownTopicOrPartition, InvalidRequest (no such
+	// reassignment, or other replicas), RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The controller's node id, -1 if unknown. Wire: controller_id, int32.
+	ControllerID int32
+
+	// "host:port" of the controller's client listener when error_code is
+	// NotController, else "". Wire: controller_address, string.
+	ControllerAddress string
+}
+
+// Key returns KeyCompleteReassignment.
+func (*CompleteReassignmentResponse) Key() APIKey { return KeyCompleteReassignment }
+
+// GetVersion returns m.Version.
+func (m *CompleteReassignmentResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *CompleteReassignmentResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty CompleteReassignmentRequest at m's version.
+func (m *CompleteReassignmentResponse) RequestKind() Request {
+	return &CompleteReassignmentRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *CompleteReassignmentResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *CompleteReassignmentResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *CompleteReassignmentResponse) Decode(r *Reader) error {
+	*m = CompleteReassignmentResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *CompleteReassignmentResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutInt32(m.ControllerID)
+	w.PutString(m.ControllerAddress)
+}
+
+func (m *CompleteReassignmentResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
+	m.ControllerID = r.ReadInt32()
+	m.ControllerAddress = r.ReadString()
+}
+
+// RemoveNodeRequest is the request body of the RemoveNode API (key 22,
+// versions 0 to 0). RemoveNode decommissions a node: the controller moves
+// every replica the node holds to other nodes (as ReassignPartitions does),
+// and once it holds none removes it from the metadata group and the list of
+// brokers. The answer comes when the move has begun; Metadata shows when the
+// node is gone.
+type RemoveNodeRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The node to remove. Wire: node_id, int32.
+	NodeID int32
+}
+
+// Key returns KeyRemoveNode.
+func (*RemoveNodeRequest) Key() APIKey { return KeyRemoveNode }
+
+// GetVersion returns m.Version.
+func (m *RemoveNodeRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *RemoveNodeRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty RemoveNodeResponse at m's version.
+func (m *RemoveNodeRequest) ResponseKind() Response { return &RemoveNodeResponse{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *RemoveNodeRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *RemoveNodeRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *RemoveNodeRequest) Decode(r *Reader) error {
+	*m = RemoveNodeRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *RemoveNodeRequest) encode(w *Writer, version int16) {
+	w.PutInt32(m.NodeID)
+}
+
+func (m *RemoveNodeRequest) decode(r *Reader, version int16) {
+	m.NodeID = r.ReadInt32()
+}
+
+// RemoveNodeResponse is the response body of the RemoveNode API (key 22,
+// versions 0 to 0).
+type RemoveNodeResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None, NotController, InvalidRequest (an unknown node, the last node, or too
+	// few nodes left for some topic's replicas), RequestTimedOut. Wire:
+	// error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+
+	// The controller's node id, -1 if unknown. Wire: controller_id, int32.
+	ControllerID int32
+
+	// "host:port" of the controller's client listener when error_code is
+	// NotController, else "". Wire: controller_address, string.
+	ControllerAddress string
+}
+
+// Key returns KeyRemoveNode.
+func (*RemoveNodeResponse) Key() APIKey { return KeyRemoveNode }
+
+// GetVersion returns m.Version.
+func (m *RemoveNodeResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *RemoveNodeResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty RemoveNodeRequest at m's version.
+func (m *RemoveNodeResponse) RequestKind() Request { return &RemoveNodeRequest{Version: m.Version} }
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *RemoveNodeResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *RemoveNodeResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *RemoveNodeResponse) Decode(r *Reader) error {
+	*m = RemoveNodeResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *RemoveNodeResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+	w.PutInt32(m.ControllerID)
+	w.PutString(m.ControllerAddress)
+}
+
+func (m *RemoveNodeResponse) decode(r *Reader, version int16) {
 	m.ErrorCode = ErrorCode(r.ReadInt16())
 	m.ErrorMessage = r.ReadNullableString()
 	m.ControllerID = r.ReadInt32()

@@ -235,7 +235,8 @@ func TestKinds(t *testing.T) {
 func TestAPIKeys(t *testing.T) {
 	want := []string{"APIVersions", "Metadata", "CreateTopics", "DeleteTopics", "DescribeConfigs",
 		"AlterConfigs", "Produce", "Fetch", "ListOffsets", "InitProducerID", "ConsumerGroupHeartbeat",
-		"OffsetCommit", "OffsetFetch", "ListGroups", "DescribeGroups", "DeleteGroups", "JoinCluster", "ReportLeaders"}
+		"OffsetCommit", "OffsetFetch", "ListGroups", "DescribeGroups", "DeleteGroups", "JoinCluster", "ReportLeaders",
+		"NodeInfo", "ReassignPartitions", "ReplicaStatus", "CompleteReassignment", "RemoveNode"}
 	keys := APIKeys()
 	if len(keys) != len(want) {
 		t.Fatalf("APIKeys = %v", keys)

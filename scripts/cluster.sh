@@ -2,8 +2,11 @@
 # cluster.sh start|stop|status: three weir nodes on 127.0.0.1 as separate
 # processes, each with its own ports and data directory under DIR
 # (default ./weir-cluster). Node N listens for clients on 75N0, for peers on
-# 75N1 and for HTTP on 75N2 (N = 2, 3, 4 for nodes 1, 2, 3); node 1 starts
-# the cluster and the others join it. Logs go to DIR/nodeN.log.
+# 75N1 and for HTTP on 75N2 (N = 2, 3, 4 for nodes 1, 2, 3). Every node gets
+# the same --join list (all three) and --bootstrap-expect 3: on the first
+# start they find each other and node 1 bootstraps the cluster; later, a
+# node started again (even with its data dir wiped) rejoins it. Logs go to
+# DIR/nodeN.log.
 #
 #   scripts/cluster.sh start     # after make build
 #   bin/weir --brokers 127.0.0.1:7520 topic create t --partitions 6 --replicas 3
@@ -27,6 +30,8 @@ running() {
 
 start() {
 	mkdir -p "$DIR"
+	local seeds="" n
+	for n in "${nodes[@]}"; do seeds+="${seeds:+,}127.0.0.1:$(port "$n" 0)"; done
 	for n in "${nodes[@]}"; do
 		pidfile="$DIR/node$n.pid"
 		if running "$n"; then
@@ -37,10 +42,7 @@ start() {
 		echo "$logstart" >"$DIR/node$n.logstart"
 		args=(serve --node-id "$n" --data-dir "$DIR/node$n"
 			--listen "127.0.0.1:$(port "$n" 0)" --peer-listen "127.0.0.1:$(port "$n" 1)"
-			--http-listen "127.0.0.1:$(port "$n" 2)")
-		if [[ $n != 1 ]]; then
-			args+=(--join "127.0.0.1:$(port 1 0)")
-		fi
+			--http-listen "127.0.0.1:$(port "$n" 2)" --join "$seeds" --bootstrap-expect "${#nodes[@]}")
 		# Its own session: a Ctrl-C in this terminal does not reach it.
 		setsid "$WEIR" "${args[@]}" >>"$DIR/node$n.log" 2>&1 &
 		echo $! >"$pidfile"

@@ -14,9 +14,9 @@ import (
 func (m *Main) newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Look at the cluster's nodes",
+		Short: "Look at the cluster's nodes, or remove one",
 	}
-	cmd.AddCommand(m.newClusterStatusCmd())
+	cmd.AddCommand(m.newClusterStatusCmd(), m.newClusterRemoveCmd())
 	return cmd
 }
 

@@ -13,7 +13,7 @@ import (
 
 func (m *Main) newTopicCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "topic", Short: "Create, list, describe, alter and delete topics"}
-	cmd.AddCommand(m.newTopicCreateCmd(), m.newTopicListCmd(), m.newTopicDescribeCmd(), m.newTopicAlterCmd(), m.newTopicDeleteCmd())
+	cmd.AddCommand(m.newTopicCreateCmd(), m.newTopicListCmd(), m.newTopicDescribeCmd(), m.newTopicAlterCmd(), m.newTopicDeleteCmd(), m.newTopicReassignCmd())
 	return cmd
 }
 
