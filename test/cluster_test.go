@@ -23,6 +23,7 @@ type clusterNode struct {
 	id                 int
 	dir, client, peers string
 	join               string
+	extra              []string // more flags of weir serve
 	srv                *server
 }
 
@@ -32,6 +33,7 @@ func (n *clusterNode) start(t *testing.T) {
 	if n.join != "" {
 		args = append(args, "--join", n.join)
 	}
+	args = append(args, n.extra...)
 	n.srv = startServerOn(t, n.dir, n.client, args...)
 }
 
