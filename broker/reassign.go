@@ -18,8 +18,10 @@ const (
 	// replica.
 	moveInterval = 500 * time.Millisecond
 	// balanceBackoff is how long a leader waits before trying again to
-	// hand leadership to a partition's preferred replica.
+	// hand leadership to a partition's preferred replica after a transfer;
+	// balanceRecheck, after finding the preferred replica behind.
 	balanceBackoff = 5 * time.Second
+	balanceRecheck = time.Second
 	// peerCallTimeout bounds one broker-to-broker request of the mover.
 	peerCallTimeout = 2 * time.Second
 	// membershipTimeout bounds one Raft membership change of the mover.
@@ -59,9 +61,7 @@ func (b *Broker) moveReplicas() {
 			if target := t.Target(r.key.partition); target != nil {
 				b.advanceMove(r, t, target, meta)
 			} else if now := time.Now(); now.After(balanceAt[r.key]) {
-				if b.balanceLeader(r, t, meta) {
-					balanceAt[r.key] = now.Add(balanceBackoff)
-				}
+				balanceAt[r.key] = now.Add(b.balanceLeader(r, t, meta))
 			}
 		}
 	}
@@ -175,35 +175,34 @@ func (b *Broker) completeMove(ctx context.Context, r *replica, target []cluster.
 
 // balanceLeader hands r's leadership to the partition's preferred replica
 // (the first of its replicas) if that is another node, a voter, and caught
-// up. It reports whether it tried (the caller then waits before trying
-// again).
-func (b *Broker) balanceLeader(r *replica, t *cluster.Topic, meta *cluster.Metadata) bool {
+// up. It returns how long to wait before looking again.
+func (b *Broker) balanceLeader(r *replica, t *cluster.Topic, meta *cluster.Metadata) time.Duration {
 	replicas := t.Replicas[r.key.partition]
 	if len(replicas) < 2 || replicas[0] == b.cfg.NodeID {
-		return false
+		return 0
 	}
 	preferred, ok := meta.Nodes[replicas[0]]
 	if !ok {
-		return false
+		return 0
 	}
 	rn := r.partition.Raft()
 	f := rn.GetConfiguration()
 	if f.Error() != nil {
-		return false
+		return 0
 	}
 	if !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool {
 		return s.ID == cluster.ServerID(preferred.ID) && s.Suffrage == raft.Voter
 	}) {
-		return false
+		return 0
 	}
 	if !b.caughtUp(r, preferred) {
-		return true
+		return balanceRecheck
 	}
 	b.logger.Info("handing leadership to the preferred replica", "partition", r.key, "to", preferred.ID)
 	if err := rn.LeadershipTransferToServer(cluster.ServerID(preferred.ID), raft.ServerAddress(preferred.PeerAddr)).Error(); err != nil {
 		b.logger.Warn("leadership transfer", "partition", r.key, "to", preferred.ID, "err", err)
 	}
-	return true
+	return balanceBackoff
 }
 
 func (b *Broker) handleReplicaStatus(r *protocol.ReplicaStatusRequest) *protocol.ReplicaStatusResponse {

@@ -69,7 +69,6 @@ func (a *Admin) controllerOp(ctx context.Context, req protocol.Request, check fu
 	return a.retry(ctx, func() error {
 		resp, err := a.cl.controllerRequest(ctx, req)
 		if err != nil {
-			a.cl.forgetController()
 			return err
 		}
 		err = check(resp)

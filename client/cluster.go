@@ -363,8 +363,10 @@ func (cl *cluster) controllerAddr() string {
 }
 
 // controllerRequest sends req to the controller (learning who it is first if
-// need be), or to any broker if it is unknown. The caller retries on
-// NotController, after which a refresh has been done.
+// need be), or to any broker if it is unknown. On a connection error it
+// forgets the controller, so that the caller's next try looks it up again
+// (a dead controller's successor is elsewhere); the caller does the same on
+// NotController.
 func (cl *cluster) controllerRequest(ctx context.Context, req protocol.Request) (protocol.Response, error) {
 	addr := cl.controllerAddr()
 	if addr == "" {
@@ -376,7 +378,11 @@ func (cl *cluster) controllerRequest(ctx context.Context, req protocol.Request) 
 	if addr == "" {
 		return cl.anyRequest(ctx, req)
 	}
-	return cl.requestTo(ctx, addr, req)
+	resp, err := cl.requestTo(ctx, addr, req)
+	if err != nil {
+		cl.forgetController()
+	}
+	return resp, err
 }
 
 // forgetController makes the next controllerRequest look the controller up.

@@ -579,7 +579,7 @@ func (g *GroupConsumer) commitNow(ctx context.Context, offsets map[topicPartitio
 			addOffsetCommit(req, tp, pending[tp])
 		}
 		// retryErr is why some partitions are to be sent again.
-		resp, retryErr := g.controllerRequest(ctx, req)
+		resp, retryErr := g.cl.controllerRequest(ctx, req)
 		if retryErr == nil {
 			results := map[topicPartition]protocol.ErrorCode{}
 			for _, t := range resp.(*protocol.OffsetCommitResponse).Topics {
@@ -664,16 +664,6 @@ func addOffsetCommit(req *protocol.OffsetCommitRequest, tp topicPartition, offse
 		return
 	}
 	req.Topics = append(req.Topics, protocol.OffsetCommitRequestTopic{Name: tp.topic, Partitions: []protocol.OffsetCommitRequestPartition{p}})
-}
-
-// controllerRequest sends req to the controller; on a connection error it
-// forgets the controller, so that the next try looks it up again.
-func (g *GroupConsumer) controllerRequest(ctx context.Context, req protocol.Request) (protocol.Response, error) {
-	resp, err := g.cl.controllerRequest(ctx, req)
-	if err != nil {
-		g.cl.forgetController()
-	}
-	return resp, err
 }
 
 // autoCommitLoop commits what is finished every interval.
@@ -781,7 +771,7 @@ func (g *GroupConsumer) leave(id string) error {
 	defer cancel()
 	req := &protocol.ConsumerGroupHeartbeatRequest{GroupID: g.group, MemberID: id, MemberEpoch: -1,
 		Owned: []protocol.ConsumerGroupHeartbeatRequestTopic{}}
-	resp, err := g.controllerRequest(ctx, req)
+	resp, err := g.cl.controllerRequest(ctx, req)
 	if err == nil {
 		r := resp.(*protocol.ConsumerGroupHeartbeatResponse)
 		switch r.ErrorCode {
@@ -790,7 +780,7 @@ func (g *GroupConsumer) leave(id string) error {
 		case protocol.CodeNotController:
 			// One more try, at the controller the metadata names now.
 			g.cl.forgetController()
-			if resp, err = g.controllerRequest(ctx, req); err == nil {
+			if resp, err = g.cl.controllerRequest(ctx, req); err == nil {
 				r = resp.(*protocol.ConsumerGroupHeartbeatResponse)
 				err = protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
 			}

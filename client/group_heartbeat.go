@@ -64,7 +64,7 @@ func (g *GroupConsumer) heartbeat(failures *int) (time.Duration, error) {
 	// Within the session: a heartbeat answered later is of no use.
 	ctx, cancel := context.WithTimeout(g.hbCtx, min(g.cfg.requestTimeout, g.cfg.group.sessionTimeout))
 	defer cancel()
-	resp, err := g.controllerRequest(ctx, req)
+	resp, err := g.cl.controllerRequest(ctx, req)
 	if err != nil {
 		*failures++
 		return g.cfg.backoff(*failures), nil
@@ -252,7 +252,7 @@ func (g *GroupConsumer) committedOffsets(ctx context.Context, tps []topicPartiti
 	}
 	var offsets map[topicPartition]int64
 	err := retryOp(ctx, g.cfg, func() error {
-		resp, err := g.controllerRequest(ctx, req)
+		resp, err := g.cl.controllerRequest(ctx, req)
 		if err != nil {
 			return err
 		}

@@ -130,6 +130,34 @@ func TestProduceFollowsNotLeader(t *testing.T) {
 	}
 }
 
+// TestInitProducerIDAfterControllerDied: the controller the metadata named
+// is gone (its port refuses); the producer must look the controller up
+// again, not retry the dead address until it gives up.
+func TestInitProducerIDAfterControllerDied(t *testing.T) {
+	a, dead := startFake(t, 1), startFake(t, 2)
+	a.addTopic("t", 1)
+	a.addPeer(dead)
+	dead.close()
+	var metadataCalls atomic.Int32
+	a.setHandler(func(req protocol.Request) fakeReply {
+		if r, ok := req.(*protocol.MetadataRequest); ok {
+			md := a.metadata(r)
+			if metadataCalls.Add(1) == 1 {
+				md.ControllerID = 2 // as before the election
+			}
+			return fakeReply{resp: md}
+		}
+		return fakeReply{pass: true}
+	})
+	p := newProducer(t, a.addr, RetryBackoff(time.Millisecond, time.Millisecond), MaxRetries(5))
+	if err := produceOne(t, testContext(t, 20*time.Second), p, &Record{Topic: "t", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.count(protocol.KeyInitProducerID); got != 1 {
+		t.Errorf("%d InitProducerID requests to the live controller, want 1", got)
+	}
+}
+
 func TestProduceRefreshesOnLeaderNotAvailable(t *testing.T) {
 	fb := startFake(t, 1)
 	fb.addTopic("t", 1)

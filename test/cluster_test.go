@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -37,15 +38,22 @@ func (n *clusterNode) start(t *testing.T) {
 	n.srv = startServerOn(t, n.dir, n.client, args...)
 }
 
-// freeAddr returns a 127.0.0.1 address with a port free a moment ago.
+// freeAddr returns a 127.0.0.1 address with a port free a moment ago, for
+// a node that must keep its address across restarts. The port is below
+// Linux's ephemeral range (32768 and up), from which the kernel picks the
+// local ports of outgoing connections: a port from there could be taken by
+// some connection while its node is down, and the restart would fail.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-32000")
+	return ""
 }
 
 // weirAt runs a weir command against brokers and returns stdout, or the

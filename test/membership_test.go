@@ -68,6 +68,17 @@ func TestClusterMembership(t *testing.T) {
 	for _, n := range nodes[:3] {
 		n.start(t)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				if n.srv != nil {
+					os.WriteFile(filepath.Join(os.TempDir(), fmt.Sprintf("weir-membership-node%d.log", n.id)), []byte(n.srv.stderr.String()), 0o644)
+				}
+			}
+			t.Logf("node logs in %s/weir-membership-node*.log", os.TempDir())
+
+		}
+	})
 	brokers := strings.Join(seeds, ",")
 	alive := func(n int) func() (bool, string) {
 		return func() (bool, string) {
