@@ -226,12 +226,20 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (*TopicDescripti
 			return err
 		}
 		d.Partitions = d.Partitions[:0]
+		var tps []topicPartition
 		for _, p := range t.Partitions {
 			d.Partitions = append(d.Partitions, PartitionDescription{
 				Partition: p.Partition, LeaderID: p.LeaderID, LeaderEpoch: p.LeaderEpoch,
 				Replicas: p.Replicas, HighWatermark: p.HighWatermark, LogStartOffset: p.LogStartOffset,
 				Err: protocol.ErrorForCode(p.ErrorCode, ""),
 			})
+			tps = append(tps, topicPartition{name, p.Partition})
+		}
+		offsets := a.leaderOffsets(ctx, tps)
+		for i, p := range d.Partitions {
+			if o, ok := offsets[topicPartition{name, p.Partition}]; ok {
+				d.Partitions[i].LogStartOffset, d.Partitions[i].HighWatermark = o.logStart, o.highWatermark
+			}
 		}
 		resp, err := a.cl.anyRequest(ctx, &protocol.DescribeConfigsRequest{Topics: []string{name}})
 		if err != nil {

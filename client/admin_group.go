@@ -132,6 +132,17 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (*GroupDescript
 	if err != nil {
 		return nil, fmt.Errorf("weir/client: describe group %q: %w", group, unwrapNonRetriable(err))
 	}
+	var tps []topicPartition
+	for _, o := range d.Offsets {
+		tps = append(tps, topicPartition{o.Topic, o.Partition})
+	}
+	offsets := a.leaderOffsets(ctx, tps)
+	for i, o := range d.Offsets {
+		if lo, ok := offsets[topicPartition{o.Topic, o.Partition}]; ok {
+			d.Offsets[i].HighWatermark = lo.highWatermark
+			d.Offsets[i].Lag = max(lo.highWatermark-max(o.Committed, lo.logStart), 0)
+		}
+	}
 	return d, nil
 }
 

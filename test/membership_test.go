@@ -115,6 +115,31 @@ func TestClusterMembership(t *testing.T) {
 	produce("start")
 	waitUntil(t, 30*time.Second, "every partition led by its preferred replica", balanced)
 
+	// One node's describe of partitions it does not host gives their
+	// leaders' offsets.
+	if _, err := weirAt(ctx, brokers, "", "topic", "create", "single", "--partitions", "3", "--replicas", "1"); err != nil {
+		t.Fatal(err)
+	}
+	text, _ := keyedLines("single", 0, 30)
+	if _, err := weirAt(ctx, brokers, text, "produce", "single", "--key-separator", ":"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := weirAt(ctx, nodes[0].client, "", "topic", "describe", "single", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var single struct{ Partitions []struct{ HighWatermark int64 } }
+	if err := json.Unmarshal([]byte(out), &single); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, p := range single.Partitions {
+		total += p.HighWatermark
+	}
+	if total != 30 {
+		t.Fatalf("high watermarks of an RF 1 topic seen from node 1 sum to %d, want 30: %s", total, out)
+	}
+
 	// A killed node returns: leadership goes back to it.
 	nodes[0].srv.kill()
 	produce("node1-down")
@@ -164,7 +189,7 @@ func TestClusterMembership(t *testing.T) {
 	})
 
 	// Every acknowledged record, once, in order per partition.
-	out, err := weirAt(ctx, brokers4, "", "consume", "m", "--from", "earliest", "--format", "%p %o %v", "--idle-exit", "3s")
+	out, err = weirAt(ctx, brokers4, "", "consume", "m", "--from", "earliest", "--format", "%p %o %v", "--idle-exit", "3s")
 	if err != nil {
 		t.Fatal(err)
 	}
