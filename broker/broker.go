@@ -303,13 +303,14 @@ func (b *Broker) watchMetadata() {
 		var retry <-chan time.Time
 		ok := b.reconcile(b.controller.Metadata())
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		pending, err := b.controller.FinishRemovals(ctx)
+		err := b.controller.FinishRemovals(ctx)
 		cancel()
 		if err != nil {
 			b.logger.Warn("removing nodes", "err", err)
 		}
-		if !ok || pending || err != nil {
-			// A replica failed to open, or a removal waits for its moves.
+		if !ok || len(b.controller.Metadata().Removing) > 0 {
+			// A replica failed to open, or a removal is under way (waiting
+			// for its moves, or for a new controller to finish it).
 			retry = time.After(time.Second)
 		}
 		select {

@@ -95,13 +95,19 @@ func TestThreeNodeCluster(t *testing.T) {
 		return l > 0 && l != old
 	})
 	produce(survivor, 0, "after")
-	leader := leaderOf(survivor, 0)
-	f := clients[leader-1].call(&protocol.FetchRequest{MaxBytes: 1 << 20, Topics: []protocol.FetchRequestTopic{
-		{Name: "orders", Partitions: []protocol.FetchRequestPartition{{Partition: 0, PartitionMaxBytes: 1 << 20}}}}}).(*protocol.FetchResponse)
-	fp := f.Topics[0].Partitions[0]
-	if fp.ErrorCode != protocol.CodeNone {
-		t.Fatalf("fetch: %v", fp.ErrorCode)
-	}
+	// Leadership may move on meanwhile (back to the preferred replica):
+	// fetch from whoever leads.
+	var fp protocol.FetchResponsePartition
+	waitUntil(t, "a fetch from the leader", func() bool {
+		leader := leaderOf(survivor, 0)
+		if leader <= 0 || leader == old {
+			return false
+		}
+		f := clients[leader-1].call(&protocol.FetchRequest{MaxBytes: 1 << 20, Topics: []protocol.FetchRequestTopic{
+			{Name: "orders", Partitions: []protocol.FetchRequestPartition{{Partition: 0, PartitionMaxBytes: 1 << 20}}}}}).(*protocol.FetchResponse)
+		fp = f.Topics[0].Partitions[0]
+		return fp.ErrorCode == protocol.CodeNone
+	})
 	got := fetchedValues(t, fp.Records, 0)
 	want := []string{"before-0", "before-1", "before-2", "before-3", "before-4", "after-0", "after-1", "after-2", "after-3", "after-4"}
 	if len(got) != len(want) {

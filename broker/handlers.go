@@ -67,6 +67,8 @@ func (b *Broker) handle(ctx context.Context, from source, req protocol.Request) 
 		return b.handleCompleteReassignment(ctx, r), nil
 	case *protocol.RemoveNodeRequest:
 		return b.handleRemoveNode(ctx, r), nil
+	case *protocol.DemoteReplicaRequest:
+		return b.handleDemoteReplica(r), nil
 	}
 	// DecodeRequest only returns requests of known APIs; a new API added to
 	// protocol without a handler here is a bug.

@@ -2,12 +2,14 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"weir/cluster"
+	"weir/partition"
 	"weir/protocol"
 )
 
@@ -30,9 +32,12 @@ const (
 
 // moveReplicas runs on every node: for each partition this node leads, it
 // advances the partition's reassignment by a step (advanceMove) or, with
-// none under way, hands leadership to the partition's preferred replica
-// when that is another caught-up voter (balanceLeader), so leadership
-// spreads back over the nodes after a failed node returns.
+// none under way, makes a caught-up non-voter replica a voter again
+// (promoteCaughtUp) or hands leadership to the partition's preferred
+// replica when that is another caught-up voter (balanceLeader), so
+// leadership spreads back over the nodes after a failed node returns. For
+// replicas that lost their data it asks their leaders to demote them
+// (demoteLost).
 func (b *Broker) moveReplicas() {
 	defer b.wg.Done()
 	select {
@@ -55,12 +60,23 @@ func (b *Broker) moveReplicas() {
 				return
 			}
 			t := meta.Topics[r.key.topic]
-			if t == nil || t.ID != r.topicID || !r.partition.IsLeader() {
+			if t == nil || t.ID != r.topicID {
+				continue
+			}
+			if r.lost.Load() {
+				b.demoteLost(r, meta)
+			}
+			if !r.partition.IsLeader() {
 				continue
 			}
 			if target := t.Target(r.key.partition); target != nil {
 				b.advanceMove(r, t, target, meta)
-			} else if now := time.Now(); now.After(balanceAt[r.key]) {
+				continue
+			}
+			if b.promoteCaughtUp(r, t, meta) {
+				continue
+			}
+			if now := time.Now(); now.After(balanceAt[r.key]) {
 				balanceAt[r.key] = now.Add(b.balanceLeader(r, t, meta))
 			}
 		}
@@ -203,6 +219,85 @@ func (b *Broker) balanceLeader(r *replica, t *cluster.Topic, meta *cluster.Metad
 		b.logger.Warn("leadership transfer", "partition", r.key, "to", preferred.ID, "err", err)
 	}
 	return balanceBackoff
+}
+
+// demoteLost asks r's leader to make this replica, which lost its data, a
+// non-voter until it has caught up (then promoteCaughtUp on the leader
+// makes it a voter again). An empty voter could otherwise help elect a
+// leader that lacks entries this node acknowledged before it lost them.
+func (b *Broker) demoteLost(r *replica, meta *cluster.Metadata) {
+	id, ok := cluster.ParseNodeID(r.partition.Leader().LeaderID)
+	if !ok || id == b.cfg.NodeID {
+		return // no leader yet (an empty replica cannot win an election)
+	}
+	leader, ok := meta.Nodes[id]
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, peerCallTimeout+membershipTimeout)
+	defer cancel()
+	resp, err := b.peers.call(ctx, leader.ClientAddr, &protocol.DemoteReplicaRequest{
+		Topic: r.key.topic, TopicID: int64(r.topicID), Partition: r.key.partition, NodeID: b.cfg.NodeID})
+	if err != nil {
+		return
+	}
+	if dr := resp.(*protocol.DemoteReplicaResponse); dr.ErrorCode == protocol.CodeNone {
+		b.logger.Info("demoted to a non-voter until caught up", "partition", r.key)
+		r.lost.Store(false)
+	}
+}
+
+func (b *Broker) handleDemoteReplica(r *protocol.DemoteReplicaRequest) *protocol.DemoteReplicaResponse {
+	rep := b.replicas.get(r.Topic, r.Partition)
+	var err error
+	switch {
+	case rep == nil || rep.topicID != uint64(r.TopicID):
+		err = errUnknownPartition
+	case !rep.partition.IsLeader():
+		err = partition.ErrNotLeader
+	case r.NodeID == b.cfg.NodeID:
+		err = fmt.Errorf("%w: a leader does not demote itself", cluster.ErrInvalidNode)
+	default:
+		rn := rep.partition.Raft()
+		f := rn.GetConfiguration()
+		if err = f.Error(); err != nil {
+			break
+		}
+		if slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool {
+			return s.ID == cluster.ServerID(r.NodeID) && s.Suffrage == raft.Voter
+		}) {
+			b.logger.Info("demoting a replica that lost its data", "partition", rep.key, "node", r.NodeID)
+			err = rn.DemoteVoter(cluster.ServerID(r.NodeID), 0, membershipTimeout).Error()
+		}
+	}
+	return &protocol.DemoteReplicaResponse{ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)}
+}
+
+// promoteCaughtUp makes a replica of r's partition that is a non-voter
+// (demoted after losing its data, or left so by a leader that died
+// mid-move) a voter again once it has caught up. It reports whether it
+// found such a replica.
+func (b *Broker) promoteCaughtUp(r *replica, t *cluster.Topic, meta *cluster.Metadata) bool {
+	rn := r.partition.Raft()
+	f := rn.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		id, ok := cluster.ParseNodeID(s.ID)
+		node, known := meta.Nodes[id]
+		if !ok || !known || s.Suffrage == raft.Voter || !slices.Contains(t.Replicas[r.key.partition], id) {
+			continue
+		}
+		if b.caughtUp(r, node) {
+			b.logger.Info("a replica caught up: making it a voter again", "partition", r.key, "node", id)
+			if err := rn.AddVoter(s.ID, s.Address, 0, membershipTimeout).Error(); err != nil {
+				b.logger.Warn("promote replica", "partition", r.key, "node", id, "err", err)
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func (b *Broker) handleReplicaStatus(r *protocol.ReplicaStatusRequest) *protocol.ReplicaStatusResponse {

@@ -1,16 +1,57 @@
 package broker
 
 import (
+	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
 
 	"weir/cluster"
+	"weir/internal/syncbuf"
 	"weir/protocol"
 )
+
+// controllerOf returns a function that waits for a controller among
+// brokers and returns the client connected to it.
+func controllerOf(t *testing.T, brokers []*Broker, clients []*rawClient) func() *rawClient {
+	return func() *rawClient {
+		var c *rawClient
+		waitUntil(t, "a controller", func() bool {
+			for i, b := range brokers {
+				if b.controller.IsLeader() {
+					c = clients[i]
+					return true
+				}
+			}
+			return false
+		})
+		return c
+	}
+}
+
+// createReplicatedTopic creates a topic at the controller, asking again while the
+// controller changes.
+func createReplicatedTopic(t *testing.T, controller func() *rawClient, name string, partitions int32, replicas int16) {
+	t.Helper()
+	waitUntil(t, "the topic is created", func() bool {
+		resp := controller().call(&protocol.CreateTopicsRequest{TimeoutMs: 20_000, Topics: []protocol.CreateTopicsRequestTopic{
+			{Name: name, Partitions: partitions, ReplicationFactor: replicas}}}).(*protocol.CreateTopicsResponse)
+		switch code := resp.Topics[0].ErrorCode; code {
+		case protocol.CodeNone, protocol.CodeTopicAlreadyExists:
+			return true
+		case protocol.CodeNotController:
+			return false
+		default:
+			t.Fatalf("CreateTopics: %v", code)
+			return false
+		}
+	})
+}
 
 // TestBootstrapExpect starts three nodes with the same seeds (all three)
 // and BootstrapExpect 3: they form one cluster, all three voters of the
@@ -68,24 +109,13 @@ func TestBootstrapExpect(t *testing.T) {
 
 // TestReassignAndRemoveNode moves a partition's replica to another node
 // (the new one catches up before the old one is dropped, and the records
-// are all there after), then decommissions a node: its replicas move away
-// and it leaves the metadata and the metadata group.
+// are all there after), then decommissions the controller's node: its
+// replicas move away and it leaves the metadata and the metadata group.
 func TestReassignAndRemoveNode(t *testing.T) {
 	brokers, addrs := startCluster(t, 3)
 	clients := []*rawClient{dial(t, addrs[0]), dial(t, addrs[1]), dial(t, addrs[2])}
-	controller := func() *rawClient {
-		for i, b := range brokers {
-			if b.controller.IsLeader() {
-				return clients[i]
-			}
-		}
-		return nil
-	}
-	resp := clients[0].call(&protocol.CreateTopicsRequest{TimeoutMs: 20_000, Topics: []protocol.CreateTopicsRequestTopic{
-		{Name: "r", Partitions: 2, ReplicationFactor: 2}}}).(*protocol.CreateTopicsResponse)
-	if code := resp.Topics[0].ErrorCode; code != protocol.CodeNone {
-		t.Fatalf("CreateTopics: %v", code)
-	}
+	controller := controllerOf(t, brokers, clients)
+	createReplicatedTopic(t, controller, "r", 2, 2)
 	topic := func() *cluster.Topic { return brokers[0].controller.Metadata().Topics["r"] }
 	leaderClient := func(p int32) *rawClient {
 		var c *rawClient
@@ -134,11 +164,14 @@ func TestReassignAndRemoveNode(t *testing.T) {
 		}
 	}
 	target := []int32{spare, old[1]}
-	rr := controller().call(&protocol.ReassignPartitionsRequest{Topic: "r", Partitions: []protocol.ReassignPartitionsRequestPartition{
-		{Partition: 0, Replicas: target}}}).(*protocol.ReassignPartitionsResponse)
-	if rr.ErrorCode != protocol.CodeNone {
-		t.Fatalf("ReassignPartitions: %v %v", rr.ErrorCode, rr.ErrorMessage)
-	}
+	waitUntil(t, "the controller takes the reassignment", func() bool {
+		rr := controller().call(&protocol.ReassignPartitionsRequest{Topic: "r", Partitions: []protocol.ReassignPartitionsRequestPartition{
+			{Partition: 0, Replicas: target}}}).(*protocol.ReassignPartitionsResponse)
+		if rr.ErrorCode != protocol.CodeNone && rr.ErrorCode != protocol.CodeNotController {
+			t.Fatalf("ReassignPartitions: %v %v", rr.ErrorCode, rr.ErrorMessage)
+		}
+		return rr.ErrorCode == protocol.CodeNone
+	})
 	waitUntil(t, "the move is complete on every node", func() bool {
 		for _, b := range brokers {
 			tp := b.controller.Metadata().Topics["r"]
@@ -158,42 +191,147 @@ func TestReassignAndRemoveNode(t *testing.T) {
 		t.Fatalf("partition 0 after the move: %v", got)
 	}
 
-	// Decommission node 3.
-	rn := controller().call(&protocol.RemoveNodeRequest{NodeID: 3}).(*protocol.RemoveNodeResponse)
-	if rn.ErrorCode != protocol.CodeNone {
-		t.Fatalf("RemoveNode: %v %v", rn.ErrorCode, rn.ErrorMessage)
+	// Decommission the controller itself: it removes itself from the
+	// metadata group last, and its successor forgets it.
+	var victim cluster.NodeID
+	waitUntil(t, "the controller takes its own removal", func() bool {
+		for _, b := range brokers {
+			if b.controller.IsLeader() {
+				victim = b.cfg.NodeID
+			}
+		}
+		if victim == 0 {
+			return false
+		}
+		rn := clients[victim-1].call(&protocol.RemoveNodeRequest{NodeID: victim}).(*protocol.RemoveNodeResponse)
+		if rn.ErrorCode != protocol.CodeNone && rn.ErrorCode != protocol.CodeNotController {
+			t.Fatalf("RemoveNode: %v %v", rn.ErrorCode, rn.ErrorMessage)
+		}
+		return rn.ErrorCode == protocol.CodeNone
+	})
+	var others []*Broker
+	for _, b := range brokers {
+		if b.cfg.NodeID != victim {
+			others = append(others, b)
+		}
 	}
-	waitUntil(t, "node 3 is gone from the metadata and its partitions", func() bool {
-		for _, b := range brokers[:2] {
+	waitUntil(t, "the node is gone from the metadata and its partitions", func() bool {
+		for _, b := range others {
 			m := b.controller.Metadata()
-			if _, ok := m.Nodes[3]; ok || m.Removing != nil {
+			if _, ok := m.Nodes[victim]; ok || m.Removing != nil {
 				return false
 			}
 			for _, r := range m.Topics["r"].Replicas {
-				if slices.Contains(r, 3) || len(r) != 2 {
+				if slices.Contains(r, victim) || len(r) != 2 {
 					return false
 				}
 			}
 		}
 		return true
 	})
-	waitUntil(t, "node 3 is out of the metadata group", func() bool {
-		c := controller()
-		if c == nil {
-			return false
-		}
-		for _, b := range brokers[:2] {
+	waitUntil(t, "the node is out of the metadata group", func() bool {
+		for _, b := range others {
 			if b.controller.IsLeader() {
 				f := b.controller.Raft().GetConfiguration()
-				return f.Error() == nil && !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == "3" })
+				return f.Error() == nil && !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool {
+					return s.ID == cluster.ServerID(victim)
+				})
 			}
 		}
 		return false
 	})
 	if got := fetchAll(0); len(got) != 10 {
-		t.Fatalf("partition 0 after removing node 3: %v", got)
+		t.Fatalf("partition 0 after removing node %d: %v", victim, got)
 	}
 	if got := fetchAll(1); len(got) != 5 || got[0] != "b-0" {
-		t.Fatalf("partition 1 after removing node 3: %v", got)
+		t.Fatalf("partition 1 after removing node %d: %v", victim, got)
+	}
+}
+
+// TestLostReplicaIsDemotedUntilCaughtUp restarts a follower whose replica
+// of a partition lost its data: it must not come back as a voter with an
+// empty log. Its leader demotes it to a non-voter, and makes it a voter
+// again once it has copied the log back.
+func TestLostReplicaIsDemotedUntilCaughtUp(t *testing.T) {
+	var logs syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	brokers := make([]*Broker, 3)
+	addrs := make([]string, 3)
+	for i := range brokers {
+		brokers[i], addrs[i] = startBroker(t, func(c *Config) {
+			c.NodeID = cluster.NodeID(i + 1)
+			c.Logger = logger
+			if i > 0 {
+				c.Join = []string{addrs[0]}
+			}
+		})
+	}
+	waitUntil(t, "three nodes", func() bool { return len(brokers[0].controller.Metadata().Nodes) == 3 })
+	createReplicatedTopic(t, controllerOf(t, brokers, []*rawClient{dial(t, addrs[0]), dial(t, addrs[1]), dial(t, addrs[2])}), "l", 1, 3)
+	leader := func() *Broker {
+		for _, b := range brokers {
+			if r := b.replicas.get("l", 0); r != nil && r.partition.IsLeader() {
+				return b
+			}
+		}
+		return nil
+	}
+	for i := range 3 {
+		// Leadership may move (to the preferred replica): ask whoever leads.
+		waitUntil(t, "a produce is acknowledged", func() bool {
+			l := leader()
+			if l == nil {
+				return false
+			}
+			r := dial(t, l.clientAddr.Load().(string)).call(produceReq("l", 0, testBatch(t, 5, fmt.Sprint(i)))).(*protocol.ProduceResponse)
+			return r.Topics[0].Partitions[0].ErrorCode == protocol.CodeNone
+		})
+	}
+	// The preferred replica leads once balancing is done.
+	preferred := brokers[0].controller.Metadata().Topics["l"].Replicas[0][0]
+	waitUntil(t, "the preferred replica leads", func() bool {
+		l := leader()
+		return l != nil && l.cfg.NodeID == preferred
+	})
+	l := leader()
+	var f int
+	for i, b := range brokers {
+		if b != l && i > 0 { // not node 1, which the others join through
+			f = i
+		}
+	}
+	old := brokers[f]
+	topicID := old.controller.Metadata().Topics["l"].ID
+	dataDir, peerAddr := old.cfg.DataDir, old.mux.Addr().String()
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(old.replicaDir(replicaKey{"l", 0}, topicID)); err != nil {
+		t.Fatal(err)
+	}
+	brokers[f], _ = startBroker(t, func(c *Config) {
+		c.NodeID, c.DataDir, c.PeerListen, c.Logger = cluster.NodeID(f+1), dataDir, peerAddr, logger
+		c.Join = []string{addrs[0]}
+	})
+	back := brokers[f]
+	waitUntil(t, "the lost replica is a caught-up voter again", func() bool {
+		r := back.replicas.get("l", 0)
+		if r == nil || r.lost.Load() {
+			return false
+		}
+		cfg := l.replicas.get("l", 0).partition.Raft().GetConfiguration()
+		if cfg.Error() != nil {
+			return false
+		}
+		voter := slices.ContainsFunc(cfg.Configuration().Servers, func(s raft.Server) bool {
+			return s.ID == cluster.ServerID(cluster.NodeID(f+1)) && s.Suffrage == raft.Voter
+		})
+		return voter && r.partition.Raft().LastIndex() >= l.replicas.get("l", 0).partition.Raft().CommitIndex()
+	})
+	out := logs.String()
+	for _, want := range []string{"demoting a replica that lost its data", "caught up: making it a voter again"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the logs:\n%s", want, out)
+		}
 	}
 }

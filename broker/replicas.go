@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,6 +33,10 @@ type replica struct {
 	config    cluster.TopicConfig
 	partition *partition.Partition
 	transport raft.Transport
+	// lost is set while this replica, opened empty in a partition that
+	// has had a leader (its data was lost), has not yet been demoted to a
+	// non-voter by the leader (see demoteLost).
+	lost atomic.Bool
 }
 
 // replicaSet is the partitions this node hosts, kept in line with the
@@ -155,6 +160,8 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metad
 		}
 		peers = append(peers, raft.Server{ID: cluster.ServerID(n), Address: raft.ServerAddress(addr)})
 	}
+	_, statErr := os.Stat(b.replicaDir(k, t.ID))
+	lost := os.IsNotExist(statErr) && !isNew && !slices.Contains(t.Target(k.partition), b.cfg.NodeID)
 	trans, err := peer.NewTransport(b.mux, replicaGroup(t.ID, k.partition), peer.TransportConfig{Logger: b.logger})
 	if err != nil {
 		return nil, err
@@ -177,7 +184,12 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metad
 		trans.Close()
 		return nil, err
 	}
-	return &replica{key: k, topicID: t.ID, config: t.Config, partition: p, transport: trans}, nil
+	r := &replica{key: k, topicID: t.ID, config: t.Config, partition: p, transport: trans}
+	if lost {
+		b.logger.Warn("replica has no data although its partition has had a leader: asking to be a non-voter until caught up", "partition", k)
+		r.lost.Store(true)
+	}
+	return r, nil
 }
 
 // replicaGroup is a partition's Raft group id on the peer listener. Topic

@@ -273,7 +273,7 @@ func (c *conn) write(cl *call, seg *protocol.SegmentedFrame, buf []byte) ([]byte
 func isPeerAPI(key protocol.APIKey) bool {
 	switch key {
 	case protocol.KeyAPIVersions, protocol.KeyNodeInfo, protocol.KeyJoinCluster, protocol.KeyReportLeaders,
-		protocol.KeyReplicaStatus, protocol.KeyCompleteReassignment:
+		protocol.KeyReplicaStatus, protocol.KeyCompleteReassignment, protocol.KeyDemoteReplica:
 		return true
 	}
 	return false

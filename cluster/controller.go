@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"weir/internal/raftlog"
+	"weir/internal/stablestore"
 )
 
 // ControllerConfig configures this node's member of the metadata Raft group.
@@ -39,7 +39,7 @@ type ControllerConfig struct {
 type Controller struct {
 	cfg    ControllerConfig
 	logger *slog.Logger
-	store  *raftboltdb.BoltStore
+	store  *stablestore.Store
 	raft   *raft.Raft
 
 	meta   atomic.Pointer[Metadata]
@@ -77,7 +77,7 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 	c.meta.Store(newMetadata())
 	c.groups.groups = map[string]*Group{}
 	var err error
-	if c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "meta.db")}); err != nil {
+	if c.store, err = stablestore.Open(filepath.Join(cfg.Dir, "meta.db")); err != nil {
 		return nil, fmt.Errorf("weir/cluster: metadata store: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStore(filepath.Join(cfg.Dir, "snapshots"), 2, io.Discard)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/hashicorp/raft"
 )
 
 // Moving replicas. The metadata records what should be (a partition's
@@ -55,41 +57,37 @@ func (c *Controller) RemoveNode(ctx context.Context, n NodeID) error {
 }
 
 // FinishRemovals takes out of the cluster every node being removed that
-// holds no replica any more: out of the metadata (opForgetNode), then out
-// of the metadata Raft group. It also removes from the group any server
-// the metadata does not know (a node forgotten before its removal from
-// the group completed). Only the controller acts; it returns whether work
-// is left (to be retried).
-func (c *Controller) FinishRemovals(ctx context.Context) (pending bool, err error) {
+// holds no replica any more: out of the metadata group first, then out of
+// the metadata (opForgetNode). A controller removing itself steps down once
+// its removal commits; its successor then finds the node out of the group
+// and forgets it. Only the controller acts; call it again while
+// Metadata().Removing is not empty.
+func (c *Controller) FinishRemovals(ctx context.Context) error {
 	if !c.IsLeader() {
-		return false, nil
+		return nil
 	}
 	meta := c.Metadata()
 	for _, n := range meta.Removing {
 		if meta.hosts(n) {
-			pending = true
-			continue
+			continue // its replicas are still moving
+		}
+		f := c.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("weir/cluster: %w", err)
+		}
+		if slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == ServerID(n) }) {
+			if err := c.raft.RemoveServer(ServerID(n), 0, membershipTimeout(ctx)).Error(); err != nil {
+				return fmt.Errorf("weir/cluster: remove node %d from the metadata group: %w", n, err)
+			}
+			if n == c.cfg.NodeID {
+				return nil // no longer the controller
+			}
 		}
 		if err := c.propose(ctx, &command{Op: opForgetNode, Node: &Node{ID: n}}); err != nil {
-			return true, err
+			return err
 		}
 	}
-	f := c.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return true, fmt.Errorf("weir/cluster: %w", err)
-	}
-	meta = c.Metadata()
-	for _, s := range f.Configuration().Servers {
-		id, ok := ParseNodeID(s.ID)
-		if _, known := meta.Nodes[id]; ok && known {
-			continue
-		}
-		// The leader removing itself steps down once the change commits.
-		if err := c.raft.RemoveServer(s.ID, 0, membershipTimeout(ctx)).Error(); err != nil {
-			return true, fmt.Errorf("weir/cluster: remove node %s from the metadata group: %w", s.ID, err)
-		}
-	}
-	return pending, nil
+	return nil
 }
 
 // hosts reports whether node n holds, or is to hold, a replica.

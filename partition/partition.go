@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"weir/internal/raftlog"
+	"weir/internal/stablestore"
 	wlog "weir/log"
 	"weir/protocol/record"
 )
@@ -30,7 +30,7 @@ type Partition struct {
 	// logCache is Raft's view of store: recent entries kept in memory.
 	logCache *raft.LogCache
 	snaps    *snapshotStore
-	stable   *raftboltdb.BoltStore
+	stable   *stablestore.Store
 	raft     *raft.Raft
 
 	// stateMu guards state, which the FSM owns.
@@ -93,7 +93,7 @@ func (p *Partition) open() error {
 	if p.snaps, err = newSnapshotStore(filepath.Join(cfg.Dir, "snapshots"), p.log); err != nil {
 		return err
 	}
-	if p.stable, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")}); err != nil {
+	if p.stable, err = stablestore.Open(filepath.Join(cfg.Dir, "raft.db")); err != nil {
 		return fmt.Errorf("weir/partition: stable store: %w", err)
 	}
 	if err := p.restoreState(); err != nil {

@@ -225,6 +225,8 @@ func sampleMessages() []sample {
 			ControllerAddress: "10.0.0.2:7420"}},
 		{"RemoveNodeRequest", &RemoveNodeRequest{NodeID: 3}},
 		{"RemoveNodeResponse", &RemoveNodeResponse{ControllerID: 1}},
+		{"DemoteReplicaRequest", &DemoteReplicaRequest{Topic: "orders", TopicID: 4, Partition: 1, NodeID: 2}},
+		{"DemoteReplicaResponse", &DemoteReplicaResponse{ErrorCode: CodeNotLeader}},
 
 		{"DeleteGroupsRequest", &DeleteGroupsRequest{GroupIDs: []string{"audit", "billing"}}},
 		{"DeleteGroupsResponse", &DeleteGroupsResponse{Results: []DeleteGroupsResponseResult{

@@ -113,6 +113,13 @@ const (
 	// metadata group and the list of brokers. The answer comes when the move has
 	// begun; Metadata shows when the node is gone.
 	KeyRemoveNode APIKey = 22
+	// KeyDemoteReplica is the key of the DemoteReplica API. DemoteReplica asks a
+	// partition's leader to make a replica a non-voter until it has caught up. A
+	// broker sends it for each replica it opens empty although the partition has
+	// had a leader (its data was lost): an empty voter could help elect a leader
+	// that lacks entries it had acknowledged before. The leader makes it a voter
+	// again once caught up.
+	KeyDemoteReplica APIKey = 23
 )
 
 // apiTable lists every API in key order.
@@ -140,6 +147,7 @@ var apiTable = []apiInfo{
 	{KeyReplicaStatus, "ReplicaStatus", 0, 0, func() Request { return new(ReplicaStatusRequest) }, func() Response { return new(ReplicaStatusResponse) }},
 	{KeyCompleteReassignment, "CompleteReassignment", 0, 0, func() Request { return new(CompleteReassignmentRequest) }, func() Response { return new(CompleteReassignmentResponse) }},
 	{KeyRemoveNode, "RemoveNode", 0, 0, func() Request { return new(RemoveNodeRequest) }, func() Response { return new(RemoveNodeResponse) }},
+	{KeyDemoteReplica, "DemoteReplica", 0, 0, func() Request { return new(DemoteReplicaRequest) }, func() Response { return new(DemoteReplicaResponse) }},
 }
 
 // APIVersionsRequest is the request body of the APIVersions API (key 0,
@@ -4764,4 +4772,141 @@ func (m *RemoveNodeResponse) decode(r *Reader, version int16) {
 	m.ErrorMessage = r.ReadNullableString()
 	m.ControllerID = r.ReadInt32()
 	m.ControllerAddress = r.ReadString()
+}
+
+// DemoteReplicaRequest is the request body of the DemoteReplica API (key 23,
+// versions 0 to 0). DemoteReplica asks a partition's leader to make a replica
+// a non-voter until it has caught up. A broker sends it for each replica it
+// opens empty although the partition has had a leader (its data was lost): an
+// empty voter could help elect a leader that lacks entries it had acknowledged
+// before. The leader makes it a voter again once caught up.
+type DemoteReplicaRequest struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// The topic's name. Wire: topic, string.
+	Topic string
+
+	// The topic's id. Wire: topic_id, int64.
+	TopicID int64
+
+	// The partition index. Wire: partition, int32.
+	Partition int32
+
+	// The replica's node (the sender). Wire: node_id, int32.
+	NodeID int32
+}
+
+// Key returns KeyDemoteReplica.
+func (*DemoteReplicaRequest) Key() APIKey { return KeyDemoteReplica }
+
+// GetVersion returns m.Version.
+func (m *DemoteReplicaRequest) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *DemoteReplicaRequest) SetVersion(v int16) { m.Version = v }
+
+// ResponseKind returns a new, empty DemoteReplicaResponse at m's version.
+func (m *DemoteReplicaRequest) ResponseKind() Response {
+	return &DemoteReplicaResponse{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *DemoteReplicaRequest) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *DemoteReplicaRequest) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *DemoteReplicaRequest) Decode(r *Reader) error {
+	*m = DemoteReplicaRequest{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *DemoteReplicaRequest) encode(w *Writer, version int16) {
+	w.PutString(m.Topic)
+	w.PutInt64(m.TopicID)
+	w.PutInt32(m.Partition)
+	w.PutInt32(m.NodeID)
+}
+
+func (m *DemoteReplicaRequest) decode(r *Reader, version int16) {
+	m.Topic = r.ReadString()
+	m.TopicID = r.ReadInt64()
+	m.Partition = r.ReadInt32()
+	m.NodeID = r.ReadInt32()
+}
+
+// DemoteReplicaResponse is the response body of the DemoteReplica API (key 23,
+// versions 0 to 0).
+type DemoteReplicaResponse struct {
+	// Version is the version the body is encoded and decoded at. It is not
+	// in the body: a request's header carries it, and a response has its
+	// request's.
+	Version int16
+
+	// None (also when the replica is not a voter), NotLeader,
+	// UnknownTopicOrPartition, RequestTimedOut. Wire: error_code, int16.
+	ErrorCode ErrorCode
+
+	// Details, or null. Wire: error_message, nullable string.
+	ErrorMessage *string
+}
+
+// Key returns KeyDemoteReplica.
+func (*DemoteReplicaResponse) Key() APIKey { return KeyDemoteReplica }
+
+// GetVersion returns m.Version.
+func (m *DemoteReplicaResponse) GetVersion() int16 { return m.Version }
+
+// SetVersion sets m.Version.
+func (m *DemoteReplicaResponse) SetVersion(v int16) { m.Version = v }
+
+// RequestKind returns a new, empty DemoteReplicaRequest at m's version.
+func (m *DemoteReplicaResponse) RequestKind() Request {
+	return &DemoteReplicaRequest{Version: m.Version}
+}
+
+// AppendTo appends the encoded body to dst. It panics if a value cannot
+// be encoded (see Message).
+func (m *DemoteReplicaResponse) AppendTo(dst []byte) []byte {
+	w := Writer{buf: dst}
+	m.Encode(&w)
+	if w.err != nil {
+		panic(w.err)
+	}
+	return w.buf
+}
+
+// Encode writes the body to w at m.Version.
+func (m *DemoteReplicaResponse) Encode(w *Writer) { m.encode(w, m.Version) }
+
+// Decode replaces m with the body in r, at m.Version, and checks that r
+// holds nothing else.
+func (m *DemoteReplicaResponse) Decode(r *Reader) error {
+	*m = DemoteReplicaResponse{Version: m.Version}
+	m.decode(r, m.Version)
+	return r.Complete()
+}
+
+func (m *DemoteReplicaResponse) encode(w *Writer, version int16) {
+	w.PutInt16(int16(m.ErrorCode))
+	w.PutNullableString(m.ErrorMessage)
+}
+
+func (m *DemoteReplicaResponse) decode(r *Reader, version int16) {
+	m.ErrorCode = ErrorCode(r.ReadInt16())
+	m.ErrorMessage = r.ReadNullableString()
 }

@@ -236,7 +236,7 @@ func TestAPIKeys(t *testing.T) {
 	want := []string{"APIVersions", "Metadata", "CreateTopics", "DeleteTopics", "DescribeConfigs",
 		"AlterConfigs", "Produce", "Fetch", "ListOffsets", "InitProducerID", "ConsumerGroupHeartbeat",
 		"OffsetCommit", "OffsetFetch", "ListGroups", "DescribeGroups", "DeleteGroups", "JoinCluster", "ReportLeaders",
-		"NodeInfo", "ReassignPartitions", "ReplicaStatus", "CompleteReassignment", "RemoveNode"}
+		"NodeInfo", "ReassignPartitions", "ReplicaStatus", "CompleteReassignment", "RemoveNode", "DemoteReplica"}
 	keys := APIKeys()
 	if len(keys) != len(want) {
 		t.Fatalf("APIKeys = %v", keys)

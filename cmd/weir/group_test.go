@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"weir/broker"
 	"weir/client"
 	"weir/cluster"
+	"weir/internal/syncbuf"
 )
 
 // startTestBroker runs a one-node broker in the process, with a fast group
@@ -191,31 +191,13 @@ func TestConsumeGroupFlags(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestConsumeGroupInterrupt: interrupted (Ctrl-C, SIGTERM), consume
 // --group commits what it printed and leaves the group.
 func TestConsumeGroupInterrupt(t *testing.T) {
 	addr := startTestBroker(t)
 	mustRun(t, "topic", "create", "t", "--brokers", addr)
 	produce(t, addr, "t", "a", "b", "c")
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := &Main{Stdout: &out, Stderr: new(bytes.Buffer)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
