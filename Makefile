@@ -17,7 +17,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that run goroutines, for the race detector. -race makes tests
 # several times slower, so it runs where races can happen rather than
 # everywhere; add packages as they grow goroutines.
-RACE_PKGS ?= ./log/... ./partition/... ./cluster/... ./broker/... ./client/... ./internal/peer/...
+RACE_PKGS ?= ./log/... ./partition/... ./cluster/... ./broker/... ./client/... ./internal/...
 
 BENCH     ?= .
 BENCHTIME ?=
