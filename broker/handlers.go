@@ -148,7 +148,12 @@ func (b *Broker) handleCreateTopics(ctx context.Context, r *protocol.CreateTopic
 		if err == nil {
 			// Answer once the partitions can take requests, so a client that
 			// produces right after creating does not meet LeaderNotAvailable.
-			err = b.waitTopicReady(ctx, t.Name)
+			// The topic exists either way: past the timeout (thousands of
+			// partitions take a while to elect) say so, rather than a
+			// timeout after which a retry would find TopicAlreadyExists.
+			if werr := b.waitTopicReady(ctx, t.Name); werr != nil {
+				b.logger.Info("topic created; some partitions are still electing their leaders", "topic", t.Name, "err", werr)
+			}
 		}
 		resp.Topics = append(resp.Topics, protocol.CreateTopicsResponseTopic{Name: t.Name, ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)})
 	}

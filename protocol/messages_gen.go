@@ -575,8 +575,10 @@ type CreateTopicsRequest struct {
 	// The topics to create. Wire: topics, array of CreateTopicsRequestTopic.
 	Topics []CreateTopicsRequestTopic
 
-	// How long to wait for the topics to be created, in ms; the result is
-	// RequestTimedOut if they are not created in time. Wire: timeout_ms, int32.
+	// How long to wait, in ms: for the topics to be created (the result is
+	// RequestTimedOut if one is not), then for their partitions to elect leaders
+	// (the answer comes at the timeout with None if some are still electing: the
+	// topic exists). Wire: timeout_ms, int32.
 	TimeoutMs int32
 }
 
