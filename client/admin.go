@@ -354,6 +354,8 @@ func listOffset(ctx context.Context, cl *cluster, topic string, partition int32,
 		}}}
 		resp, err := cl.requestTo(ctx, addr, req)
 		if err != nil {
+			// The leader may be dead: look it up again next time.
+			cl.forgetLeader(topic, partition)
 			return err
 		}
 		p, err := listOffsetsPartition(resp.(*protocol.ListOffsetsResponse), topic, partition)

@@ -406,3 +406,32 @@ func TestProduceAcksNone(t *testing.T) {
 		t.Errorf("%d InitProducerID with acks none: idempotence needs answers", got)
 	}
 }
+
+// TestListOffsetsAfterLeaderDied: the leader the metadata named is gone;
+// ListOffsets must look the leader up again, not retry the dead address.
+func TestListOffsetsAfterLeaderDied(t *testing.T) {
+	a, dead := startFake(t, 1), startFake(t, 2)
+	a.addTopic("t", 1)
+	a.addPeer(dead)
+	dead.close()
+	var metadataCalls atomic.Int32
+	a.setHandler(func(req protocol.Request) fakeReply {
+		switch r := req.(type) {
+		case *protocol.MetadataRequest:
+			md := a.metadata(r)
+			if metadataCalls.Add(1) == 1 {
+				md.Topics[0].Partitions[0].LeaderID = 2 // as before the election
+			}
+			return fakeReply{resp: md}
+		case *protocol.ListOffsetsRequest:
+			return fakeReply{resp: &protocol.ListOffsetsResponse{Topics: []protocol.ListOffsetsResponseTopic{{Name: "t",
+				Partitions: []protocol.ListOffsetsResponsePartition{{Partition: 0, Offset: 42, Timestamp: -1, LeaderID: -1}}}}}}
+		}
+		return fakeReply{pass: true}
+	})
+	adm := newAdmin(t, a.addr, RetryBackoff(time.Millisecond, time.Millisecond), MaxRetries(5))
+	off, err := adm.ListOffsets(testContext(t, 20*time.Second), "t", 0, Latest)
+	if err != nil || off != 42 {
+		t.Fatalf("ListOffsets = %d, %v; want 42", off, err)
+	}
+}

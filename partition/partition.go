@@ -366,9 +366,15 @@ func (p *Partition) proposeIdempotent(batch []byte, h *record.BatchHeader, timeo
 	return pr, 0, nil
 }
 
-// notLeader is the error for a request that needs the leader.
+// notLeader is the error for a request that needs the leader. A replica
+// that has just lost leadership may still have itself as the leader in its
+// view (Raft tells it of the new leader a moment later): it names none then,
+// rather than send the client back to itself.
 func (p *Partition) notLeader() error {
 	li := p.leader.Load()
+	if li.LeaderID == p.cfg.ID {
+		return &NotLeaderError{}
+	}
 	return &NotLeaderError{LeaderID: string(li.LeaderID), LeaderAddress: string(li.LeaderAddress)}
 }
 

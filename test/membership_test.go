@@ -128,7 +128,9 @@ func TestClusterMembership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var single struct{ Partitions []struct{ HighWatermark int64 } }
+	var single struct {
+		Partitions []struct{ HighWatermark int64 }
+	}
 	if err := json.Unmarshal([]byte(out), &single); err != nil {
 		t.Fatal(err)
 	}

@@ -95,13 +95,17 @@ func (r *remote) get(m *Mux, deadline time.Time) (sess *yamux.Session, fresh boo
 	if r.session != nil && !r.session.IsClosed() {
 		return r.session, false, nil
 	}
-	d := net.Dialer{Deadline: deadline}
+	d := net.Dialer{Deadline: deadline, LocalAddr: sourceAddr(m.listener.Addr(), r.addr)}
 	conn, err := d.DialContext(m.ctx, "tcp", r.addr)
 	if err != nil {
 		if m.ctx.Err() != nil {
 			return nil, false, ErrClosed
 		}
 		return nil, false, fmt.Errorf("weir/peer: dial %s: %w", r.addr, err)
+	}
+	if selfConnected(conn) {
+		conn.Close()
+		return nil, false, fmt.Errorf("weir/peer: dial %s: connected to itself (nobody listens there)", r.addr)
 	}
 	m.dialedConns.Add(1)
 	sess, err = yamux.Client(conn, m.yamuxConf)
@@ -132,4 +136,39 @@ func (m *Mux) watchSession(s *yamux.Session) {
 	defer m.removeSession(s)
 	<-s.CloseChan()
 	m.logger.Debug("peer session closed", "remote", s.RemoteAddr())
+}
+
+// selfConnected reports a TCP connection to itself (a simultaneous open):
+// dialing a down peer's port on this host, the kernel may pick that same
+// port as the local one. Such a connection would carry this node's Raft
+// messages back to itself as if the peer answered.
+func selfConnected(c net.Conn) bool { return c.LocalAddr().String() == c.RemoteAddr().String() }
+
+// sourceAddr is the local address to dial target from: the peer listener's
+// IP (any port) when the listener is bound to a specific IP, so that the
+// source IP of this node's outgoing peer connections names the node, as
+// its listener's IP does for incoming ones. Several nodes on one host can
+// then listen on distinct loopback IPs (127.0.0.1, 127.0.0.2, ...) and a
+// proxy or firewall between them can tell, and cut, each node's traffic in
+// both directions (the end-to-end fault tests in test/ do).
+//
+// It is nil (the kernel chooses, as before) for an unspecified listener
+// (0.0.0.0, ::), and wherever binding could make a dial fail that works
+// unbound: a target given by name (what it resolves to is not known here),
+// of another address family, or not on loopback while the listener is (a
+// peer elsewhere, reached through --peer-advertise).
+func sourceAddr(listen net.Addr, target string) net.Addr {
+	la, ok := listen.(*net.TCPAddr)
+	if !ok || la.IP == nil || la.IP.IsUnspecified() {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || (ip.To4() != nil) != (la.IP.To4() != nil) || (la.IP.IsLoopback() && !ip.IsLoopback()) {
+		return nil
+	}
+	return &net.TCPAddr{IP: la.IP, Zone: la.Zone}
 }

@@ -62,7 +62,7 @@ type raftGroup struct {
 func startRaftCluster(t testing.TB, nodes, groups int, opts Options, tune func(*raft.Config)) *raftCluster {
 	t.Helper()
 	c := &raftCluster{}
-	var transports []*raft.NetworkTransport
+	var transports []*Transport
 	t.Cleanup(func() {
 		var wg sync.WaitGroup
 		for _, g := range c.groups {

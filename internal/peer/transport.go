@@ -31,9 +31,10 @@ type TransportConfig struct {
 	Timeout time.Duration
 }
 
-// NewTransport registers group on m and returns a Raft NetworkTransport
-// over it. Closing the transport unregisters the group.
-func NewTransport(m *Mux, group string, cfg TransportConfig) (*raft.NetworkTransport, error) {
+// NewTransport registers group on m and returns a Raft transport over it (a
+// NetworkTransport, see Transport). Closing the transport unregisters the
+// group.
+func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error) {
 	if cfg.MaxPool < 0 || cfg.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative MaxPool or Timeout", ErrInvalidOptions)
 	}
@@ -51,10 +52,10 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*raft.NetworkTrans
 	if err != nil {
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	return &Transport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.Timeout,
 		Logger:  logger,
-	}), nil
+	})}, nil
 }
