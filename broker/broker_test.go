@@ -113,7 +113,17 @@ func (c *rawClient) call(req protocol.Request) protocol.Response {
 
 func testBatch(t testing.TB, n int, tag string) []byte {
 	t.Helper()
+	return producerBatch(t, n, tag, record.NoProducerID, record.NoSequence)
+}
+
+// producerBatch is testBatch from an idempotent producer (id; epoch 0)
+// whose first record has sequence seq: a retry of it is not stored twice.
+func producerBatch(t testing.TB, n int, tag string, id int64, seq int32) []byte {
+	t.Helper()
 	b := record.NewBuilder(record.CodecNone)
+	if id != record.NoProducerID {
+		b.SetProducer(id, 0, seq)
+	}
 	for i := range n {
 		b.Append(record.Record{Key: []byte(tag), Value: []byte(fmt.Sprintf("%s-%d", tag, i)), Timestamp: time.Now().UnixMilli()})
 	}

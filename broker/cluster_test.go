@@ -52,11 +52,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	brokers, addrs := startCluster(t, 3)
 	clients := []*rawClient{dial(t, addrs[0]), dial(t, addrs[1]), dial(t, addrs[2])}
 	c := clients[0]
-	resp := c.call(&protocol.CreateTopicsRequest{TimeoutMs: 20_000, Topics: []protocol.CreateTopicsRequestTopic{
-		{Name: "orders", Partitions: 3, ReplicationFactor: 3}}}).(*protocol.CreateTopicsResponse)
-	if code := resp.Topics[0].ErrorCode; code != protocol.CodeNone {
-		t.Fatalf("CreateTopics: %v %v", code, resp.Topics[0].ErrorMessage)
-	}
+	createReplicatedTopic(t, controllerOf(t, brokers, clients), "orders", 3, 3)
 	leaderOf := func(via *rawClient, p int32) int32 {
 		md := via.call(&protocol.MetadataRequest{Topics: []string{"orders"}}).(*protocol.MetadataResponse)
 		return md.Topics[0].Partitions[p].LeaderID

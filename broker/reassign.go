@@ -55,7 +55,17 @@ func (b *Broker) moveReplicas() {
 		case <-tick.C:
 		}
 		meta := b.controller.Metadata()
-		for _, r := range b.replicas.all() {
+		hosted := b.replicas.all()
+		if len(balanceAt) > len(hosted) { // some replicas are gone
+			keep := make(map[replicaKey]time.Time, len(hosted))
+			for _, r := range hosted {
+				if at, ok := balanceAt[r.key]; ok {
+					keep[r.key] = at
+				}
+			}
+			balanceAt = keep
+		}
+		for _, r := range hosted {
 			if b.ctx.Err() != nil {
 				return
 			}

@@ -39,7 +39,7 @@ func controllerOf(t *testing.T, brokers []*Broker, clients []*rawClient) func() 
 func createReplicatedTopic(t *testing.T, controller func() *rawClient, name string, partitions int32, replicas int16) {
 	t.Helper()
 	waitUntil(t, "the topic is created", func() bool {
-		resp := controller().call(&protocol.CreateTopicsRequest{TimeoutMs: 20_000, Topics: []protocol.CreateTopicsRequestTopic{
+		resp := controller().call(&protocol.CreateTopicsRequest{TimeoutMs: 5_000, Topics: []protocol.CreateTopicsRequestTopic{
 			{Name: name, Partitions: partitions, ReplicationFactor: replicas}}}).(*protocol.CreateTopicsResponse)
 		switch code := resp.Topics[0].ErrorCode; code {
 		case protocol.CodeNone, protocol.CodeTopicAlreadyExists:
@@ -130,10 +130,21 @@ func TestReassignAndRemoveNode(t *testing.T) {
 		})
 		return c
 	}
+	// Idempotent batches: a retry after an ambiguous failure (leadership
+	// moving to the preferred replica meanwhile) is not stored twice.
+	var pid int64
+	waitUntil(t, "a producer id", func() bool {
+		r := controller().call(&protocol.InitProducerIDRequest{}).(*protocol.InitProducerIDResponse)
+		pid = r.ProducerID
+		return r.ErrorCode == protocol.CodeNone
+	})
+	seqs := map[int32]int32{}
 	produce := func(p int32, tag string) {
 		t.Helper()
+		batch := producerBatch(t, 5, tag, pid, seqs[p])
+		seqs[p] += 5
 		waitUntil(t, "a produce is acknowledged", func() bool {
-			r := leaderClient(p).call(produceReq("r", p, testBatch(t, 5, tag))).(*protocol.ProduceResponse)
+			r := leaderClient(p).call(produceReq("r", p, batch)).(*protocol.ProduceResponse)
 			return r.Topics[0].Partitions[0].ErrorCode == protocol.CodeNone
 		})
 	}
