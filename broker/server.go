@@ -14,9 +14,15 @@ import (
 	"weir/protocol"
 )
 
-// Serve accepts connections on ln until Close. It registers the listener's
-// address (or AdvertisedAddr) in the metadata first.
+// Serve accepts connections on ln until Close. The first Serve also brings
+// the node into its cluster, with the listener's address (or
+// AdvertisedAddr) as the one clients are told; client requests wait until
+// that is done (see enterCluster).
 func (b *Broker) Serve(ln net.Listener) error {
+	addr := b.cfg.AdvertisedAddr
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -24,16 +30,14 @@ func (b *Broker) Serve(ln net.Listener) error {
 		return net.ErrClosed
 	}
 	b.listeners = append(b.listeners, ln)
-	b.mu.Unlock()
-	addr := b.cfg.AdvertisedAddr
-	if addr == "" {
-		addr = ln.Addr().String()
-	}
 	b.enterOnce.Do(func() {
+		// Under mu, so that Close (which sets closed under mu, then waits)
+		// never waits before this Add.
 		b.clientAddr.Store(addr)
 		b.wg.Add(1)
 		go b.enterCluster(addr)
 	})
+	b.mu.Unlock()
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
