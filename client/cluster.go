@@ -145,12 +145,25 @@ func sortedKeys(m map[int32]string) []int32 {
 	return keys
 }
 
+// metadataTryTimeout bounds one broker's answer to Metadata in anyRequest.
+// Every broker answers it from memory, in milliseconds; one that does not
+// within this is frozen, cut off or still joining its cluster, and the
+// next broker is asked. With the whole request timeout per broker, one
+// frozen broker held every metadata lookup that asked it first for that
+// long (found by the soak test).
+const metadataTryTimeout = 2 * time.Second
+
 // anyRequest sends req to any broker that answers, trying each known
-// address once on connection errors.
+// address once on connection errors (and, for Metadata, on a slow answer).
 func (cl *cluster) anyRequest(ctx context.Context, req protocol.Request) (protocol.Response, error) {
 	var errs []error
 	for _, addr := range cl.addrs() {
-		resp, err := cl.requestTo(ctx, addr, req)
+		tryCtx, cancel := ctx, context.CancelFunc(func() {})
+		if _, ok := req.(*protocol.MetadataRequest); ok {
+			tryCtx, cancel = context.WithTimeout(ctx, metadataTryTimeout)
+		}
+		resp, err := cl.requestTo(tryCtx, addr, req)
+		cancel()
 		if err == nil {
 			return resp, nil
 		}

@@ -435,3 +435,21 @@ func TestListOffsetsAfterLeaderDied(t *testing.T) {
 		t.Fatalf("ListOffsets = %d, %v; want 42", off, err)
 	}
 }
+
+// TestMetadataSkipsAFrozenBroker: a broker that never answers (frozen, cut
+// off) costs a metadata lookup a short try, not the whole request timeout.
+func TestMetadataSkipsAFrozenBroker(t *testing.T) {
+	frozen, live := startFake(t, 1), startFake(t, 2)
+	live.addTopic("t", 1)
+	frozen.setHandler(func(protocol.Request) fakeReply { return fakeReply{hang: true} })
+	adm := newAdmin(t, frozen.addr, SeedBrokers(frozen.addr, live.addr), RequestTimeout(time.Minute))
+	ctx := testContext(t, 20*time.Second)
+	for range 2 { // the first broker tried rotates: the frozen one is first once
+		if _, err := adm.ListTopics(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if frozen.count(protocol.KeyMetadata) == 0 {
+		t.Fatal("the frozen broker was never asked: the test proves nothing")
+	}
+}
