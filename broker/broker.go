@@ -208,6 +208,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.mux.Close()
 		return nil, err
 	}
+	trans.Bind(b.controller.Raft()) // see peer.Transport
 	if cfg.Groups.Logger == nil {
 		cfg.Groups.Logger = b.logger.With("component", "groups")
 	}

@@ -109,20 +109,40 @@ func (b *Broker) reconcile(meta *cluster.Metadata) bool {
 			}
 		}
 	}
-	ok := true
+	// Open several at once: each open waits on fsyncs (a new log, Raft's
+	// stable store), and a node restarting with a thousand replicas, or a
+	// topic of a thousand partitions, would otherwise take minutes. Stop
+	// opening at Close, which waits for this.
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, parallelOpens)
 	for _, k := range missing {
-		r, err := b.openReplica(k, want[k], meta)
-		if err != nil {
-			b.logger.Error("opening replica", "partition", k, "err", err)
-			ok = false
-			continue
+		select {
+		case sem <- struct{}{}:
+		case <-b.stop:
+			wg.Wait()
+			return false
 		}
-		b.replicas.mu.Lock()
-		b.replicas.m[k] = r
-		b.replicas.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r, err := b.openReplica(k, want[k], meta)
+			if err != nil {
+				b.logger.Error("opening replica", "partition", k, "err", err)
+				failed.Store(true)
+				return
+			}
+			b.replicas.mu.Lock()
+			b.replicas.m[k] = r
+			b.replicas.mu.Unlock()
+		}()
 	}
-	return ok
+	wg.Wait()
+	return !failed.Load()
 }
+
+// parallelOpens is how many replicas reconcile opens at once.
+const parallelOpens = 8
 
 // close stops the replica's Raft group and its transport.
 func (r *replica) close(b *Broker) {
@@ -184,6 +204,9 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metad
 		trans.Close()
 		return nil, err
 	}
+	// The transport retries appends to an unreachable follower while this
+	// replica leads (see peer.Transport).
+	trans.Bind(p.Raft())
 	r := &replica{key: k, topicID: t.ID, config: t.Config, partition: p, transport: trans}
 	if lost {
 		b.logger.Warn("replica has no data although its partition has had a leader: asking to be a non-voter until caught up", "partition", k)

@@ -52,7 +52,9 @@ start() {
 	for n in "${nodes[@]}"; do
 		from=$(($(cat "$DIR/node$n.logstart" 2>/dev/null || echo 0) + 1))
 		for _ in $(seq 1 300); do
-			tail -n +"$from" "$DIR/node$n.log" 2>/dev/null | grep -q "serving on" && break
+			# Not "tail | grep -q": grep exits at the first match, tail then
+			# dies of SIGPIPE, and under pipefail the test fails.
+			grep -q "serving on" <(tail -n +"$from" "$DIR/node$n.log" 2>/dev/null) && break
 			running "$n" || { echo "node $n exited; see $DIR/node$n.log" >&2; exit 1; }
 			sleep 0.1
 		done

@@ -40,10 +40,13 @@
 // # Groups that are not (yet) registered
 //
 // A stream for a group that has no registered layer on the accepting node is
-// closed at once. That is the normal case for a moment when a replica is
-// being created: the leader's RPC fails and Raft retries it on its own
-// schedule, and the first retry after [Mux.StreamLayer] succeeds gets
-// through. Nothing is buffered for groups that do not exist.
+// closed at once, and what the peer still writes on it is read and dropped
+// (a write larger than the stream window would otherwise wait for its
+// deadline). That is the normal case for a moment when a replica is being
+// created, or a restarted node has not opened it yet: the leader's RPC fails
+// and is retried ([Transport] retries a leader's appends within
+// HeartbeatTimeout/2), and the first retry after [Mux.StreamLayer] succeeds
+// gets through. Nothing is buffered for groups that do not exist.
 //
 // # Concurrency
 //

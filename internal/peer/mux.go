@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -304,17 +305,33 @@ func (m *Mux) routeStream(st *yamux.Stream) {
 	l := m.mu.groups[group]
 	m.mu.Unlock()
 	if l == nil {
-		// Normal while a replica is being created: Raft retries.
+		// Normal while a replica is being created (or a restarted node
+		// has not opened it yet): Raft retries.
 		m.rejected.Add(1)
 		m.logger.Debug("peer stream for unknown group", "group", group, "remote", st.RemoteAddr())
-		abortStream(st)
+		m.refuseStream(st)
 		return
 	}
 	if err := l.enqueue(st); err != nil {
 		m.rejected.Add(1)
 		m.logger.Warn("reject peer stream", "group", group, "remote", st.RemoteAddr(), "err", err)
-		abortStream(st)
+		m.refuseStream(st)
 	}
+}
+
+// refuseStream closes a well-formed stream that has nowhere to go, so that
+// its peer's request fails at once. Closing it is not enough: yamux lets the
+// peer go on writing to a stream this side has closed, and a write larger
+// than the stream's window (a Raft append catching up a follower whose
+// replica is not open yet) waits for window updates that never come, until
+// its deadline: the transport's timeout, 5 s. So the data is read and
+// dropped, until the peer closes its side (it reads our EOF once its
+// request is written) or HeaderTimeout passes.
+func (m *Mux) refuseStream(st *yamux.Stream) {
+	st.Close()
+	st.SetReadDeadline(time.Now().Add(m.opts.HeaderTimeout))
+	io.Copy(io.Discard, st)
+	abortStream(st)
 }
 
 // abortStream closes st and fails any Read or Write in progress on it at

@@ -433,3 +433,30 @@ func TestCloseWithActiveGroups(t *testing.T) {
 		t.Errorf("Close a: %v", err)
 	}
 }
+
+// TestUnknownGroupLargeWriteFailsFast: a peer that writes more than a
+// stream window to a group this node does not have (yet) learns it at once:
+// the write finishes (the data is discarded) and the read sees EOF. (Before,
+// the half-closed stream took no more data and such a write hung until its
+// deadline: 5 s for Raft's appends to a restarted follower whose replica was
+// not open yet.)
+func TestUnknownGroupLargeWriteFailsFast(t *testing.T) {
+	a, b := listen(t, Options{}), listen(t, Options{})
+	ag := register(t, a, "late")
+	c, err := ag.Dial(raft.ServerAddress(b.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetDeadline(start.Add(5 * time.Second))
+	_, werr := c.Write(make([]byte, 4<<20)) // 4 MiB: several windows
+	_, rerr := c.Read(make([]byte, 1))
+	took := time.Since(start)
+	if errors.Is(werr, yamux.ErrTimeout) || errors.Is(rerr, yamux.ErrTimeout) || took > 2*time.Second {
+		t.Fatalf("write to an unknown group: write %v, read %v after %v; want a prompt EOF", werr, rerr, took)
+	}
+	if rerr == nil {
+		t.Fatalf("read on a rejected stream returned data")
+	}
+}

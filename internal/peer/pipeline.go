@@ -6,8 +6,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Transport is a Raft NetworkTransport whose AppendEntries pipelines cannot
-// deadlock.
+// AppendEntriesPipeline implements raft.Transport.
 //
 // hashicorp/raft (v1.7.3, hashicorp/raft#612) stops reading a pipeline's
 // responses when a follower answers with a newer term or a log mismatch,
@@ -18,11 +17,6 @@ import (
 // that follower stops for good (it keeps heartbeating, so nobody notices),
 // and Raft's Shutdown never returns. A drainedPipeline always takes the
 // decoder's responses, so the send always completes.
-type Transport struct {
-	*raft.NetworkTransport
-}
-
-// AppendEntriesPipeline implements raft.Transport.
 func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
 	if err != nil {

@@ -3,6 +3,8 @@ package peer
 import (
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,8 +34,8 @@ type TransportConfig struct {
 }
 
 // NewTransport registers group on m and returns a Raft transport over it (a
-// NetworkTransport, see Transport). Closing the transport unregisters the
-// group.
+// NetworkTransport; see Transport for what it adds). Closing the transport
+// unregisters the group.
 func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error) {
 	if cfg.MaxPool < 0 || cfg.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative MaxPool or Timeout", ErrInvalidOptions)
@@ -52,10 +54,89 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	return &Transport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.Timeout,
 		Logger:  logger,
 	})}, nil
+}
+
+// Transport is a Raft NetworkTransport with two fixes for hashicorp/raft
+// 1.7.3: its AppendEntries pipelines cannot deadlock (AppendEntriesPipeline,
+// pipeline.go), and a leader's appends to a follower it cannot reach are
+// retried here with a short capped backoff rather than handed back to Raft
+// (AppendEntries).
+//
+// Why the retries: hashicorp/raft backs off a follower's replication after
+// each failed append, 10 ms doubling up to 10.24 s (replicateTo; unlike its
+// heartbeats, which it caps at HeartbeatTimeout/2), and nothing wakes it
+// early. A follower down for more than a few seconds (a restarted broker)
+// is thus caught up only up to 10 s after it is back; meanwhile its
+// partitions commit with one follower, and if that one fails too, they
+// stall until the backoff ends. Retried here, the append goes through within
+// HeartbeatTimeout/2 of the follower (its replica) being reachable again,
+// and Raft, seeing no failure, does not back off at all.
+//
+// The retries need to know that the Raft node still leads: Bind it. An
+// unbound transport does not retry.
+type Transport struct {
+	*raft.NetworkTransport
+	raft atomic.Pointer[raft.Raft]
+}
+
+// Bind names the Raft node that uses the transport: appends are retried
+// only while it leads, in the term of the append, a configuration that
+// still has the follower.
+func (t *Transport) Bind(r *raft.Raft) { t.raft.Store(r) }
+
+// appendRetryMin is the first wait before retrying a failed append: Raft's
+// own first backoff (failureWait).
+const appendRetryMin = 10 * time.Millisecond
+
+// AppendEntries implements raft.Transport. A heartbeat is sent once (Raft
+// retries those itself, with a capped backoff); an append that fails is
+// retried until it succeeds or the bound node no longer replicates to id in
+// the append's term. The same request is sent again: it is idempotent for
+// the follower, and its entries are still in the leader's log.
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	r := t.raft.Load()
+	if err == nil || r == nil || isHeartbeat(args) {
+		return err
+	}
+	maxWait := max(r.ReloadableConfig().HeartbeatTimeout/2, appendRetryMin)
+	for wait := appendRetryMin; ; wait = min(2*wait, maxWait) {
+		if !t.replicating(r, id, args.Term) {
+			return err
+		}
+		time.Sleep(wait) // at most maxWait; the loop checks the node again after
+		if !t.replicating(r, id, args.Term) {
+			return err
+		}
+		if err = t.NetworkTransport.AppendEntries(id, target, args, resp); err == nil {
+			return nil
+		}
+	}
+}
+
+// replicating reports whether r still leads in term with id in its
+// configuration, and the transport is open: whether an append to id in
+// term is still wanted. It turns false at once when r shuts down.
+func (t *Transport) replicating(r *raft.Raft, id raft.ServerID, term uint64) bool {
+	if t.IsShutdown() || r.State() != raft.Leader || r.CurrentTerm() != term {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	return slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == id })
+}
+
+// isHeartbeat is NetworkTransport's own test (handleCommand): Raft's
+// heartbeats carry a term and a leader and nothing else.
+func isHeartbeat(a *raft.AppendEntriesRequest) bool {
+	return a.Term != 0 && a.PrevLogEntry == 0 && a.PrevLogTerm == 0 &&
+		len(a.Entries) == 0 && a.LeaderCommitIndex == 0
 }
