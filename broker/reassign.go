@@ -236,9 +236,17 @@ func (b *Broker) balanceLeader(r *replica, t *cluster.Topic, meta *cluster.Metad
 // makes it a voter again). An empty voter could otherwise help elect a
 // leader that lacks entries this node acknowledged before it lost them.
 func (b *Broker) demoteLost(r *replica, meta *cluster.Metadata) {
+	if r.partition.IsLeader() {
+		// It won leadership, which only a caught-up replica can (by a
+		// transfer to the preferred replica, or an election): nothing to
+		// demote any more.
+		b.logger.Info("a replica that lost its data caught up and leads: no demotion needed", "partition", r.key, "node", b.cfg.NodeID)
+		r.lost.Store(false)
+		return
+	}
 	id, ok := cluster.ParseNodeID(r.partition.Leader().LeaderID)
 	if !ok || id == b.cfg.NodeID {
-		return // no leader yet (an empty replica cannot win an election)
+		return // no leader known yet
 	}
 	leader, ok := meta.Nodes[id]
 	if !ok {

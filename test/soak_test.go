@@ -454,7 +454,7 @@ func (s *soak) markLogs() map[*faultNode]logMark {
 // data back to a voter, or failing to (broker/reassign.go,
 // promoteCaughtUp).
 var (
-	promotedLine = regexp.MustCompile(`msg="a replica caught up: making it a voter again" .*partition=` + soakTopic + `-(\d+) node=(\d+)`)
+	promotedLine = regexp.MustCompile(`msg="(?:a replica caught up: making it a voter again|a replica that lost its data caught up and leads: no demotion needed)" .*partition=` + soakTopic + `-(\d+) node=(\d+)`)
 	promoteFail  = regexp.MustCompile(`msg="promote replica" .*partition=` + soakTopic + `-(\d+) node=(\d+)`)
 )
 
