@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,29 +190,7 @@ func TestClusterMembership(t *testing.T) {
 	})
 
 	// Every acknowledged record, once, in order per partition.
-	out, err = weirAt(ctx, brokers4, "", "consume", "m", "--from", "earliest", "--format", "%p %o %v", "--idle-exit", "3s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	last := map[string]int64{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.SplitN(line, " ", 3)
-		if len(f) != 3 {
-			t.Fatalf("bad line %q", line)
-		}
-		off, _ := strconv.ParseInt(f[1], 10, 64)
-		if prev, ok := last[f[0]]; ok && off != prev+1 {
-			t.Fatalf("partition %s: offset %d after %d", f[0], off, prev)
-		}
-		last[f[0]] = off
-		seen[f[2]]++
-	}
-	for _, line := range acked {
-		if seen[line] != 1 {
-			t.Fatalf("acknowledged record %q read %d times", line, seen[line])
-		}
-	}
+	checkReadOnceInOrder(t, ctx, brokers4, "m", acked)
 
 	// The replicas of each partition hold the same data, the wiped node's
 	// and the moved partition's new replica included.
