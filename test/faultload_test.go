@@ -21,6 +21,16 @@ type ackPos struct {
 	off int64
 }
 
+// loadAck is one acknowledged record of a partition.
+type loadAck struct {
+	at  time.Time
+	seq int   // the value is loadValue(partition, seq)
+	off int64 // the offset it was acknowledged at
+}
+
+// loadValue is the value (and key) of a partition's seq-th record.
+func loadValue(p, seq int) string { return fmt.Sprintf("p%d-%06d", p, seq) }
+
 // loadGen produces to every partition of a topic continuously, with acks
 // all and the idempotent producer (the defaults), at most maxOutstanding
 // records per partition unacknowledged (so that a stalled partition does
@@ -38,7 +48,7 @@ type loadGen struct {
 	mu          sync.Mutex
 	next        []int // next sequence per partition
 	outstanding []int
-	acks        []int       // acknowledged per partition
+	history     [][]loadAck // per partition, in the order acknowledged
 	lastAck     []time.Time // per partition
 	maxGap      []time.Duration
 	acked       map[string]ackPos
@@ -66,7 +76,7 @@ func startLoad(t *testing.T, brokers, topic string, partitions int) *loadGen {
 		t.Fatal(err)
 	}
 	g := &loadGen{t: t, topic: topic, prod: prod, stop: make(chan struct{}), done: make(chan struct{}),
-		next: make([]int, partitions), outstanding: make([]int, partitions), acks: make([]int, partitions),
+		next: make([]int, partitions), outstanding: make([]int, partitions), history: make([][]loadAck, partitions),
 		lastAck: make([]time.Time, partitions), maxGap: make([]time.Duration, partitions), acked: map[string]ackPos{}}
 	now := time.Now()
 	for p := range g.lastAck {
@@ -98,7 +108,7 @@ func (g *loadGen) run() {
 				continue
 			}
 			g.outstanding[p]++
-			v := fmt.Sprintf("p%d-%06d", p, g.next[p])
+			v := loadValue(p, g.next[p])
 			g.next[p]++
 			g.mu.Unlock()
 			// Not under mu: Produce may call the promise itself.
@@ -108,9 +118,9 @@ func (g *loadGen) run() {
 }
 
 func (g *loadGen) promise(r *client.Record, err error) {
-	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := time.Now() // under mu: each partition's acknowledgements in time order
 	p := r.Partition
 	g.outstanding[p]--
 	if err != nil {
@@ -120,7 +130,9 @@ func (g *loadGen) promise(r *client.Record, err error) {
 		}
 		return
 	}
-	g.acks[p]++
+	var vp, seq int
+	fmt.Sscanf(string(r.Value), "p%d-%d", &vp, &seq)
+	g.history[p] = append(g.history[p], loadAck{at: now, seq: seq, off: r.Offset})
 	g.maxGap[p] = max(g.maxGap[p], now.Sub(g.lastAck[p]))
 	g.lastAck[p] = now
 	g.acked[string(r.Value)] = ackPos{p: p, off: r.Offset}
@@ -156,7 +168,11 @@ func (g *loadGen) gaps() []time.Duration {
 func (g *loadGen) ackCounts() []int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return slices.Clone(g.acks)
+	n := make([]int, len(g.history))
+	for p := range g.history {
+		n[p] = len(g.history[p])
+	}
+	return n
 }
 
 // waitProgress waits until every partition has at least n more

@@ -77,7 +77,7 @@ func TestSoak(t *testing.T) {
 		}
 	})
 	c.createTopic(ctx, soakTopic, soakPartitions, 3)
-	s.load = startSoakLoad(t, c.brokers, soakTopic, soakPartitions)
+	s.load = startLoad(t, c.brokers, soakTopic, soakPartitions)
 	s.waitLoadProgress("the load acknowledged on every partition", make([]int, soakPartitions), 20, soakHealthTimeout)
 
 	// The group: two members, restarted if one exits (which is counted
@@ -134,7 +134,7 @@ func TestSoak(t *testing.T) {
 
 	// The end: stop the load, let the group consume everything, read the
 	// log back, stop the nodes cleanly and compare their files.
-	acks := s.load.stop(t, s.f)
+	acks := s.load.settle(t, s.f)
 	s.waitConsumed(acks)
 	s.waitCommitted()
 	s.checkConsumers()
@@ -253,7 +253,7 @@ type soak struct {
 	c     *faultCluster
 	rng   *rand.Rand
 	seeds string // every node's client address: --join
-	load  *soakLoad
+	load  *loadGen
 	all   *server // a handle on every node, for the group helpers
 	watch *soakWatch
 	f     *findings

@@ -76,7 +76,7 @@ func (f *findings) report(t *testing.T, replay string) {
 //     acknowledged record is at another offset than acknowledged, or the
 //     acknowledged offsets do not grow with the sequence;
 //   - LOST: an acknowledged record is not in the log.
-func checkSoakLog(got [][]*client.Record, acks [][]soakAck, f *findings) {
+func checkSoakLog(got [][]*client.Record, acks [][]loadAck, f *findings) {
 	at := map[string]ackPos{}
 	for p, recs := range got {
 		lastSeq := -1
@@ -103,9 +103,9 @@ func checkSoakLog(got [][]*client.Record, acks [][]soakAck, f *findings) {
 	}
 	for p, as := range acks {
 		as = slices.Clone(as)
-		slices.SortFunc(as, func(a, b soakAck) int { return a.seq - b.seq })
+		slices.SortFunc(as, func(a, b loadAck) int { return a.seq - b.seq })
 		for i, a := range as {
-			v := soakValue(p, a.seq)
+			v := loadValue(p, a.seq)
 			where, ok := at[v]
 			switch {
 			case !ok:
@@ -114,7 +114,7 @@ func checkSoakLog(got [][]*client.Record, acks [][]soakAck, f *findings) {
 				f.add("REORDERED", "%s acknowledged at partition %d offset %d is at partition %d offset %d", v, p, a.off, where.p, where.off)
 			}
 			if i > 0 && a.off <= as[i-1].off {
-				f.add("REORDERED", "partition %d: %s acknowledged at offset %d, after %s at %d", p, v, a.off, soakValue(p, as[i-1].seq), as[i-1].off)
+				f.add("REORDERED", "partition %d: %s acknowledged at offset %d, after %s at %d", p, v, a.off, loadValue(p, as[i-1].seq), as[i-1].off)
 			}
 		}
 	}
@@ -206,7 +206,7 @@ func TestSoakChecker(t *testing.T) {
 	rec := func(p int, off int64, v string) *client.Record {
 		return &client.Record{Topic: soakTopic, Partition: int32(p), Offset: off, Value: []byte(v)}
 	}
-	ack := func(seq int, off int64) soakAck { return soakAck{at: t0, seq: seq, off: off} }
+	ack := func(seq int, off int64) loadAck { return loadAck{at: t0, seq: seq, off: off} }
 	got := [][]*client.Record{
 		// Partition 0: sequence 2 lost, 1 twice, 4 before 3.
 		{rec(0, 0, "p0-000000"), rec(0, 1, "p0-000001"), rec(0, 2, "p0-000001"), rec(0, 3, "p0-000004"), rec(0, 4, "p0-000003")},
@@ -214,7 +214,7 @@ func TestSoakChecker(t *testing.T) {
 		// acknowledged record at another offset than acknowledged.
 		{rec(1, 0, "p1-000000"), rec(1, 1, "p0-000009"), rec(1, 3, "p1-000001")},
 	}
-	acks := [][]soakAck{
+	acks := [][]loadAck{
 		{ack(0, 0), ack(1, 1), ack(2, 2), ack(3, 4), ack(4, 3)},
 		{ack(0, 0), ack(1, 2)},
 	}

@@ -65,7 +65,7 @@ func (s *soak) consumedValues() map[string]int {
 
 // waitConsumed waits until every acknowledged record has been printed by a
 // consumer; what is missing after the timeout is counted by checkGroup.
-func (s *soak) waitConsumed(acks [][]soakAck) {
+func (s *soak) waitConsumed(acks [][]loadAck) {
 	deadline := time.Now().Add(soakHealthTimeout)
 	tick := time.NewTicker(soakPoll)
 	defer tick.Stop()
@@ -74,7 +74,7 @@ func (s *soak) waitConsumed(acks [][]soakAck) {
 		missing := 0
 		for p, as := range acks {
 			for _, a := range as {
-				if seen[soakValue(p, a.seq)] == 0 {
+				if seen[loadValue(p, a.seq)] == 0 {
 					missing++
 				}
 			}
@@ -110,7 +110,7 @@ func (s *soak) waitCommitted() {
 // (CONSUMED-NOT-IN-LOG: a consumer was served something that did not
 // last), and the committed offsets the watch saw go back
 // (COMMIT-BACKWARDS).
-func (s *soak) checkGroup(got [][]*client.Record, acks [][]soakAck) {
+func (s *soak) checkGroup(got [][]*client.Record, acks [][]loadAck) {
 	seen := map[string]int{}
 	redelivered := 0
 	for _, gc := range s.consumers {
@@ -130,7 +130,7 @@ func (s *soak) checkGroup(got [][]*client.Record, acks [][]soakAck) {
 	for p, as := range acks {
 		for _, a := range as {
 			total++
-			if v := soakValue(p, a.seq); seen[v] == 0 {
+			if v := loadValue(p, a.seq); seen[v] == 0 {
 				s.f.add("UNCONSUMED", "%s (acknowledged at %d/%d) never consumed", v, p, a.off)
 			}
 		}
