@@ -14,7 +14,7 @@ import (
 type batch struct {
 	records []pendingRecord
 	bytes   int64     // charged to the producer's buffer budget
-	created time.Time // when its first record came: linger counts from here
+	created time.Time // when its first record came: linger and DeliveryTimeout count from here
 
 	// Set when sealed.
 	data    []byte // the encoded batch
@@ -24,7 +24,12 @@ type batch struct {
 	seqAssigned bool  // data carries this batch's producer id and sequence
 	baseSeq     int32 // the sequence number of its first record
 	sends       int   // times sent; also tells a result which send it answers
-	retries     int   // retriable failures so far, against MaxRetries
+	retries     int   // retriable failures so far
+	// inFlight: sent, and its answer not yet handled; sentAt and sentTo
+	// say when and to which address it was last sent.
+	inFlight bool
+	sentAt   time.Time
+	sentTo   string
 	// predecessorInFlight records that an earlier batch of the partition
 	// was unacknowledged when this one was last sent. The broker handles
 	// pipelined requests concurrently, so this one may have reached the

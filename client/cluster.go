@@ -28,10 +28,12 @@ type cluster struct {
 	cfg *config
 
 	// refreshMu serializes metadata requests, so that many partitions
-	// losing their leader at once send them one after the other rather
-	// than in a burst. It is held during I/O; never take it while holding
-	// mu.
+	// losing their leader at once share one rather than send a burst (see
+	// refresh). It is held during I/O; never take it while holding mu.
 	refreshMu sync.Mutex
+	// refreshed is when the last successful refresh began. Guarded by
+	// refreshMu.
+	refreshed time.Time
 
 	// mu guards the cache and the pool. Never held during I/O.
 	mu struct {
@@ -41,7 +43,10 @@ type cluster struct {
 		topics     map[string]*topicMeta
 		conns      map[string]*conn
 		nextAddr   int // rotates the broker tried first
-		closed     bool
+		// suspects are addresses that did not answer in time lately, with
+		// when that stops counting: anyRequest tries them last.
+		suspects map[string]time.Time
+		closed   bool
 	}
 }
 
@@ -62,6 +67,7 @@ func newCluster(cfg *config) *cluster {
 	cl.mu.controller = protocol.NoNode
 	cl.mu.topics = map[string]*topicMeta{}
 	cl.mu.conns = map[string]*conn{}
+	cl.mu.suspects = map[string]time.Time{}
 	return cl
 }
 
@@ -116,9 +122,36 @@ func (cl *cluster) conn(ctx context.Context, addr string) (*conn, error) {
 	return c, nil
 }
 
+// dropConn closes the pooled connection to addr, if any, failing the
+// calls pending on it with err; the next use dials a new one. The
+// producer drops a connection to a partition's former leader when a
+// request has waited there long after another node took over (a frozen
+// broker never answers, and the calls queued behind it would wait the
+// whole request timeout).
+func (cl *cluster) dropConn(addr string, err error) {
+	cl.mu.Lock()
+	c := cl.mu.conns[addr]
+	cl.mu.Unlock()
+	if c != nil {
+		c.fail(err)
+	}
+}
+
+// suspectFor is how long an address that did not answer in time is tried
+// last by anyRequest.
+const suspectFor = 10 * time.Second
+
+// suspect makes anyRequest try addr last for a while: it did not answer a
+// request in time, so it may be frozen or cut off.
+func (cl *cluster) suspect(addr string) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.mu.suspects[addr] = time.Now().Add(suspectFor)
+}
+
 // addrs returns the addresses to try for a request any broker can answer:
 // the known brokers, then the seeds, starting at a rotating position so
-// that one dead broker does not take every first try.
+// that one dead broker does not take every first try, and suspects last.
 func (cl *cluster) addrs() []string {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
@@ -133,7 +166,26 @@ func (cl *cluster) addrs() []string {
 	}
 	cl.mu.nextAddr++
 	k := cl.mu.nextAddr % len(out)
-	return append(out[k:], out[:k]...)
+	out = append(out[k:], out[:k]...)
+	now := time.Now()
+	for addr, until := range cl.mu.suspects {
+		if now.After(until) {
+			delete(cl.mu.suspects, addr)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		_, sa := cl.mu.suspects[a]
+		_, sb := cl.mu.suspects[b]
+		switch {
+		case sa == sb:
+			return 0
+		case sb:
+			return -1
+		default:
+			return 1
+		}
+	})
+	return out
 }
 
 func sortedKeys(m map[int32]string) []int32 {
@@ -163,12 +215,16 @@ func (cl *cluster) anyRequest(ctx context.Context, req protocol.Request) (protoc
 			tryCtx, cancel = context.WithTimeout(ctx, metadataTryTimeout)
 		}
 		resp, err := cl.requestTo(tryCtx, addr, req)
+		timedOut := tryCtx.Err() != nil
 		cancel()
 		if err == nil {
 			return resp, nil
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return nil, err
+		}
+		if timedOut {
+			cl.suspect(addr)
 		}
 		errs = append(errs, err)
 	}
@@ -189,7 +245,13 @@ func (cl *cluster) requestTo(ctx context.Context, addr string, req protocol.Requ
 // refresh asks a broker for the metadata of topics (and of every topic
 // already cached, which costs little and keeps them fresh), and updates the
 // cache.
+//
+// A caller that waited for another caller's refresh, begun after it asked
+// and covering its topics, takes that one's answer instead of sending its
+// own: when a broker dies, each of its partitions asks, and one answer
+// serves them all.
 func (cl *cluster) refresh(ctx context.Context, topics ...string) error {
+	asked := time.Now()
 	cl.refreshMu.Lock()
 	defer cl.refreshMu.Unlock()
 	cl.mu.Lock()
@@ -198,16 +260,23 @@ func (cl *cluster) refresh(ctx context.Context, topics ...string) error {
 		names = append(names, name)
 	}
 	cl.mu.Unlock()
+	covered := true
 	for _, t := range topics {
 		if !slices.Contains(names, t) {
 			names = append(names, t)
+			covered = false
 		}
 	}
+	if covered && cl.refreshed.After(asked) {
+		return nil
+	}
+	began := time.Now()
 	resp, err := cl.anyRequest(ctx, &protocol.MetadataRequest{Topics: names})
 	if err != nil {
 		return err
 	}
 	cl.update(resp.(*protocol.MetadataResponse))
+	cl.refreshed = began
 	return nil
 }
 
@@ -408,11 +477,27 @@ func (cl *cluster) forgetController() {
 // backoff returns how long to wait before retry number attempt (from 1):
 // the base doubled per retry up to the max, jittered by ±20%.
 func (cfg *config) backoff(attempt int) time.Duration {
-	d := cfg.retryBackoff
-	for i := 1; i < attempt && d < cfg.maxRetryBackoff; i++ {
+	return cfg.backoffUpTo(attempt, cfg.maxRetryBackoff)
+}
+
+// maxLeaderRetryBackoff caps the backoff of a request whose partition's
+// leader is moving. An election takes about a second; polling for its
+// outcome more often than the usual backoff (which reaches 1s) is what
+// makes a leader change cost a producer little more than the election.
+const maxLeaderRetryBackoff = 250 * time.Millisecond
+
+// leaderBackoff is backoff for a retry after the leader was found gone
+// or changed: capped at maxLeaderRetryBackoff.
+func (cfg *config) leaderBackoff(attempt int) time.Duration {
+	return cfg.backoffUpTo(attempt, min(cfg.maxRetryBackoff, maxLeaderRetryBackoff))
+}
+
+func (cfg *config) backoffUpTo(attempt int, limit time.Duration) time.Duration {
+	d := min(cfg.retryBackoff, limit)
+	for i := 1; i < attempt && d < limit; i++ {
 		d *= 2
 	}
-	d = min(d, cfg.maxRetryBackoff)
+	d = min(d, limit)
 	jitter := 0.8 + 0.4*rand.Float64()
 	return time.Duration(float64(d) * jitter)
 }

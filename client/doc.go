@@ -20,8 +20,10 @@
 // once and numbers the records of each partition, so that a batch sent again
 // after a timeout or a dropped connection is written once. Retriable errors
 // (Backpressure, NotLeader, LeaderNotAvailable, lost connections, ...) are
-// retried with exponential backoff; MaxBufferedBytes bounds the memory
-// records wait in.
+// retried with exponential backoff (capped at 250ms while a partition's
+// leader moves) until DeliveryTimeout; a request that waits long on a node
+// that no longer leads its partition is abandoned for the new leader.
+// MaxBufferedBytes bounds the memory records wait in.
 //
 // # Consuming
 //

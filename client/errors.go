@@ -36,9 +36,13 @@ var (
 	// Record.Partition out of range).
 	ErrInvalidPartition = errors.New("weir/client: invalid partition")
 
+	// ErrDeliveryTimeout fails a record whose batch was not acknowledged
+	// within DeliveryTimeout. It wraps the last retriable error.
+	ErrDeliveryTimeout = errors.New("weir/client: delivery timeout")
+
 	// ErrDeliveryUnknown marks a record whose batch was sent but whose fate
 	// is unknown: a batch before it failed with an unknown outcome (its
-	// retries ran out on lost connections or timeouts), so it may or may not
+	// delivery timed out after lost connections or timeouts), so it may or may not
 	// have been written. It wraps the cause.
 	ErrDeliveryUnknown = errors.New("weir/client: delivery unknown")
 

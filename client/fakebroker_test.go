@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -45,6 +46,9 @@ type fakeReply struct {
 	resp protocol.Response // sent if not nil
 	drop bool              // close the connection without answering
 	hang bool              // never answer (the connection stays open)
+	// freeze: answer nothing more on this connection, as a stopped
+	// process whose kernel keeps the socket open.
+	freeze bool
 	// pass falls through to the default answer.
 	pass bool
 }
@@ -80,6 +84,13 @@ func (fb *fakeBroker) addPeer(peer *fakeBroker) {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	fb.mu.peers = append(fb.mu.peers, peer)
+}
+
+// setLeader makes Metadata name another node as a partition's leader.
+func (fb *fakeBroker) setLeader(topic string, partition, nodeID int32) {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.mu.leaders[topicPartition{topic, partition}] = nodeID
 }
 
 // setController makes Metadata name another node as the controller.
@@ -161,6 +172,9 @@ func (fb *fakeBroker) serve(c net.Conn) {
 			return
 		case reply.hang:
 			continue
+		case reply.freeze:
+			io.Copy(io.Discard, c)
+			return
 		case reply.pass:
 			reply.resp = fb.defaultAnswer(req)
 		}

@@ -76,6 +76,7 @@ type config struct {
 	maxRecordBytes   int
 	maxBufferedBytes int64
 	failOnFullBuffer bool
+	deliveryTimeout  time.Duration
 	compression      Codec
 	partitioner      Partitioner
 	idempotent       bool
@@ -106,6 +107,7 @@ const (
 	defaultBatchBytes       = 1 << 20
 	defaultMaxRecordBytes   = 1 << 20
 	defaultMaxBufferedBytes = 64 << 20
+	defaultDeliveryTimeout  = 2 * time.Minute
 	defaultMaxPrefetchBytes = 32 << 20 // room for a response decoded and the next fetch (see fetch.go)
 	defaultFetchMaxWait     = 500 * time.Millisecond
 	defaultFetchMaxBytes    = 8 << 20
@@ -125,6 +127,7 @@ func defaultConfig() config {
 		batchBytes:       defaultBatchBytes,
 		maxRecordBytes:   defaultMaxRecordBytes,
 		maxBufferedBytes: defaultMaxBufferedBytes,
+		deliveryTimeout:  defaultDeliveryTimeout,
 		compression:      CodecNone,
 		partitioner:      KeyHashPartitioner(),
 		idempotent:       true,
@@ -206,6 +209,7 @@ func (c *config) validate() error {
 	check(c.batchBytes > 0, "BatchBytes must be positive, is %d", c.batchBytes)
 	check(c.maxRecordBytes > 0, "MaxRecordBytes must be positive, is %d", c.maxRecordBytes)
 	check(c.maxBufferedBytes > 0, "MaxBufferedBytes must be positive, is %d", c.maxBufferedBytes)
+	check(c.deliveryTimeout > 0, "DeliveryTimeout must be positive, is %v", c.deliveryTimeout)
 	check(c.compression <= CodecSnappy, "unknown compression codec %v", c.compression)
 	check(c.partitioner != nil, "Partitioner must not be nil")
 	check(c.acks == AcksAll || c.acks == AcksNone, "Acks must be AcksAll or AcksNone, is %d", c.acks)
@@ -245,14 +249,17 @@ func RequestTimeout(d time.Duration) Opt {
 func MaxResponseBytes(n int) Opt { return clientOpt{func(c *config) { c.maxResponseBytes = n }} }
 
 // MaxRetries bounds how many times a request that failed with a retriable
-// error is sent again before its error is returned (for a produced batch:
-// before its records fail). Default 20.
+// error is sent again before its error is returned. A Producer's batches
+// are bounded by DeliveryTimeout instead. Default 20.
 func MaxRetries(n int) Opt { return clientOpt{func(c *config) { c.maxRetries = n }} }
 
 // RetryBackoff sets the backoff between retries: it starts at base, doubles
 // with every retry up to max, and is jittered by ±20% so that clients that
 // failed together do not retry together. A Backpressure error's
-// retry_after_ms is waited at least. Default 100ms up to 1s.
+// retry_after_ms is waited at least. A produced batch whose partition's
+// leader is moving (NotLeader, LeaderNotAvailable, the leader unreachable)
+// backs off at most 250ms, so that it reaches the new leader soon after
+// the election. Default 100ms up to 1s.
 func RetryBackoff(base, max time.Duration) Opt {
 	return clientOpt{func(c *config) { c.retryBackoff, c.maxRetryBackoff = base, max }}
 }
@@ -284,6 +291,16 @@ func MaxRecordBytes(n int) ProducerOpt {
 // FailOnFullBuffer). Default 64 MiB.
 func MaxBufferedBytes(n int64) ProducerOpt {
 	return producerOpt{func(c *config) { c.maxBufferedBytes = n }}
+}
+
+// DeliveryTimeout bounds how long a record may take from Produce to its
+// acknowledgement: retries of its batch stop once the next one would start
+// later than this, and its records fail with ErrDeliveryTimeout. Retries
+// are not counted (MaxRetries does not apply to batches), so a partition
+// whose leader is moving is retried as often as needed, for as long as
+// this allows. Default 2m.
+func DeliveryTimeout(d time.Duration) ProducerOpt {
+	return producerOpt{func(c *config) { c.deliveryTimeout = d }}
 }
 
 // FailOnFullBuffer makes Produce fail a record with ErrBufferFull at once

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -61,7 +62,10 @@ type partProducer struct {
 	inflight  int
 	rewinding bool
 	retryAt   time.Time
-	id        producerIdentity
+	// checkAt is when to look whether a batch in flight waits on a node
+	// that no longer leads the partition (see checkLeader).
+	checkAt time.Time
+	id      producerIdentity
 }
 
 // producerIdentity is the producer id a partition numbers its batches
@@ -166,6 +170,7 @@ func (pp *partProducer) run() {
 		case res := <-pp.results:
 			pp.handle(res)
 		case <-timer.C:
+			pp.checkLeader()
 		case <-pp.p.stop:
 			pp.abort()
 			return
@@ -173,13 +178,16 @@ func (pp *partProducer) run() {
 	}
 }
 
-// arm sets the timer for the next thing due: the open batch's linger, or
-// the end of a retry backoff.
+// arm sets the timer for the next thing due: the open batch's linger, the
+// end of a retry backoff, or a look at the leader of batches in flight.
 func (pp *partProducer) arm(timer *time.Timer, lingerUntil time.Time) {
 	next := lingerUntil
 	waiting := pp.rewinding || pp.nextSend < len(pp.queue)
 	if waiting && time.Now().Before(pp.retryAt) && (next.IsZero() || pp.retryAt.Before(next)) {
 		next = pp.retryAt
+	}
+	if pp.inflight > 0 && (next.IsZero() || pp.checkAt.Before(next)) {
+		next = pp.checkAt
 	}
 	if next.IsZero() {
 		timer.Stop()
@@ -247,7 +255,8 @@ func (pp *partProducer) send() {
 			pp.id = producerIdentity{fresh: true}
 		}
 		if err := pp.sendBatch(b); err != nil {
-			pp.retryLater(b, err, 0)
+			// Finding the leader or reaching it failed: it may be moving.
+			pp.retryLater(b, err, pp.p.cfg.leaderBackoff(b.retries+1))
 			continue
 		}
 		pp.nextSend++
@@ -302,7 +311,11 @@ func (pp *partProducer) sendBatch(b *batch) error {
 		}},
 	}
 	rctx, rcancel := context.WithTimeout(p.ctx, p.cfg.requestTimeout+requestTimeoutSlack)
+	if pp.inflight == 0 {
+		pp.checkAt = time.Now().Add(leaderCheckInterval)
+	}
 	pp.inflight++
+	b.inFlight, b.sentAt, b.sentTo = true, time.Now(), addr
 	c.do(rctx, req, p.cfg.acks == AcksNone, func(resp protocol.Response, err error) {
 		rcancel()
 		pp.results <- produceResult{b: b, send: send, resp: resp, err: err}
@@ -317,12 +330,15 @@ func (pp *partProducer) handle(res produceResult) {
 	if res.send != b.sends || b.acked || b.failed {
 		return // stale; cannot happen while sends wait for rewinds, but cheap to check
 	}
+	b.inFlight = false
 	if res.err != nil {
 		// No answer: the batch may have been written. The leader may be
 		// down: ask the metadata again before the retry.
 		b.outcomeUnknown = true
-		pp.p.cl.forgetLeader(pp.topic, pp.partition)
-		pp.retryLater(b, res.err, 0)
+		if pp.p.cl.cachedLeader(pp.topic, pp.partition) == b.sentTo {
+			pp.p.cl.forgetLeader(pp.topic, pp.partition)
+		}
+		pp.retryLater(b, res.err, pp.p.cfg.leaderBackoff(b.retries+1))
 		return
 	}
 	if pp.p.cfg.acks == AcksNone {
@@ -332,7 +348,7 @@ func (pp *partProducer) handle(res produceResult) {
 	part, err := producePartition(res.resp.(*protocol.ProduceResponse), pp.topic, pp.partition)
 	if err != nil {
 		b.outcomeUnknown = true
-		pp.retryLater(b, err, 0)
+		pp.retryLater(b, err, pp.p.cfg.backoff(b.retries+1))
 		return
 	}
 	if part.ErrorCode == protocol.CodeNone {
@@ -351,13 +367,16 @@ func (pp *partProducer) handle(res produceResult) {
 		}
 		pp.failLater(b, werr)
 	case protocol.CodeBackpressure:
-		pp.retryLater(b, werr, time.Duration(part.RetryAfterMs)*time.Millisecond)
+		hint := time.Duration(part.RetryAfterMs) * time.Millisecond
+		pp.retryLater(b, werr, max(pp.p.cfg.backoff(b.retries+1), hint))
 	case protocol.CodeRequestTimedOut:
 		b.outcomeUnknown = true // not committed in time, but it may still be
-		pp.retryLater(b, werr, 0)
+		pp.retryLater(b, werr, pp.p.cfg.backoff(b.retries+1))
+	case protocol.CodeNotLeader, protocol.CodeLeaderNotAvailable:
+		pp.retryLater(b, werr, pp.p.cfg.leaderBackoff(b.retries+1))
 	default:
 		if part.ErrorCode.Retriable() {
-			pp.retryLater(b, werr, 0)
+			pp.retryLater(b, werr, pp.p.cfg.backoff(b.retries+1))
 		} else {
 			pp.failLater(b, werr) // ProducerFenced, MessageTooLarge, InvalidRequest, ...
 		}
@@ -379,18 +398,64 @@ func producePartition(r *protocol.ProduceResponse, topic string, partition int32
 	return nil, fmt.Errorf("%w: Produce response lacks %s[%d]", ErrProtocol, topic, partition)
 }
 
-// retryLater schedules b to be sent again after a backoff (at least hint),
-// or, once its retries are spent, to fail with err.
-func (pp *partProducer) retryLater(b *batch, err error, hint time.Duration) {
+// retryLater schedules b to be sent again after wait, or to fail with err
+// if that would be past its delivery deadline.
+func (pp *partProducer) retryLater(b *batch, err error, wait time.Duration) {
 	pp.rewinding = true
 	b.retries++
-	if b.retries > pp.p.cfg.maxRetries {
-		b.pendingErr = fmt.Errorf("giving up after %d retries: %w", pp.p.cfg.maxRetries, err)
+	at := time.Now().Add(wait)
+	if deadline := b.created.Add(pp.p.cfg.deliveryTimeout); at.After(deadline) {
+		b.pendingErr = fmt.Errorf("%w (%v) after %d tries: %w", ErrDeliveryTimeout, pp.p.cfg.deliveryTimeout, b.retries, err)
 		return
 	}
-	d := max(pp.p.cfg.backoff(b.retries), hint)
-	if at := time.Now().Add(d); at.After(pp.retryAt) {
+	if at.After(pp.retryAt) {
 		pp.retryAt = at
+	}
+}
+
+// leaderCheckInterval is how long a produce request may wait for its
+// answer before the partition's producer asks the metadata whether its
+// leader changed, and how often it asks again while requests wait. Commits
+// take milliseconds; a request waiting a second is stuck on a node that
+// is frozen or cut off, whose partitions other nodes lead by now.
+const leaderCheckInterval = time.Second
+
+// errLeaderMoved fails the requests on a connection to a partition's
+// former leader (see checkLeader); the batches are retried.
+var errLeaderMoved = errors.New("partition leader moved")
+
+// checkLeader looks whether the oldest batch in flight has waited
+// leaderCheckInterval for a node that no longer leads the partition, by a
+// metadata refresh, and if so drops the connection to that node: its
+// requests fail and are retried on the new leader at once, instead of
+// after the request timeout (30s by default) that a frozen node would
+// take. With idempotence, a batch the old leader did write is not written
+// twice.
+func (pp *partProducer) checkLeader() {
+	now := time.Now()
+	if pp.inflight == 0 || now.Before(pp.checkAt) {
+		return
+	}
+	pp.checkAt = now.Add(leaderCheckInterval)
+	var waiting *batch
+	for _, b := range pp.queue[:pp.nextSend] {
+		if b.inFlight {
+			waiting = b
+			break
+		}
+	}
+	if waiting == nil || now.Sub(waiting.sentAt) < leaderCheckInterval {
+		return
+	}
+	// Ask the others first: if that node is frozen, it would not answer.
+	pp.p.cl.suspect(waiting.sentTo)
+	ctx, cancel := context.WithTimeout(pp.p.ctx, pp.p.cfg.requestTimeout)
+	defer cancel()
+	if pp.p.cl.refresh(ctx, pp.topic) != nil {
+		return
+	}
+	if leader := pp.p.cl.cachedLeader(pp.topic, pp.partition); leader != "" && leader != waiting.sentTo {
+		pp.p.cl.dropConn(waiting.sentTo, fmt.Errorf("%w: %s[%d] is led by %s", errLeaderMoved, pp.topic, pp.partition, leader))
 	}
 }
 

@@ -115,7 +115,7 @@ func NewProducer(opts ...Opt) (*Producer, error) {
 // is called once r is acknowledged, with r.Partition and r.Offset set, or
 // has failed. Produce waits while the buffer is full (MaxBufferedBytes),
 // until there is room or ctx is done; ctx bounds only that wait and the
-// first lookup of the topic, not the delivery, which MaxRetries bounds.
+// first lookup of the topic, not the delivery, which DeliveryTimeout bounds.
 //
 // Promises of one partition are called in order, from that partition's
 // goroutine, and must not block for long: they hold up the partition.

@@ -81,7 +81,7 @@ func TestProduceRetriesBackpressure(t *testing.T) {
 	}
 }
 
-func TestProduceGivesUpAfterMaxRetries(t *testing.T) {
+func TestProduceGivesUpAtDeliveryTimeout(t *testing.T) {
 	fb := startFake(t, 1)
 	fb.addTopic("t", 1)
 	fb.setHandler(func(req protocol.Request) fakeReply {
@@ -90,13 +90,14 @@ func TestProduceGivesUpAfterMaxRetries(t *testing.T) {
 		}
 		return fakeReply{pass: true}
 	})
-	p := newProducer(t, fb.addr, MaxRetries(2), RetryBackoff(time.Millisecond, time.Millisecond))
+	// MaxRetries does not bound a batch: only its delivery deadline does.
+	p := newProducer(t, fb.addr, DeliveryTimeout(300*time.Millisecond), MaxRetries(1), RetryBackoff(time.Millisecond, 5*time.Millisecond))
 	err := produceOne(t, testContext(t, 20*time.Second), p, &Record{Topic: "t", Value: []byte("v")})
-	if !errors.Is(err, protocol.ErrBackpressure) {
-		t.Fatalf("err = %v, want Backpressure", err)
+	if !errors.Is(err, ErrDeliveryTimeout) || !errors.Is(err, protocol.ErrBackpressure) {
+		t.Fatalf("err = %v, want a delivery timeout wrapping Backpressure", err)
 	}
-	if got := fb.count(protocol.KeyProduce); got != 3 {
-		t.Fatalf("%d produce requests, want 3 (one and two retries)", got)
+	if got := fb.count(protocol.KeyProduce); got < 3 {
+		t.Fatalf("%d produce requests, want retries until the deadline (at least 3)", got)
 	}
 }
 
@@ -127,6 +128,36 @@ func TestProduceFollowsNotLeader(t *testing.T) {
 	// The redirect came from the response: no metadata refresh was needed.
 	if got := a.count(protocol.KeyMetadata) + b.count(protocol.KeyMetadata); got != 1 {
 		t.Errorf("%d metadata requests, want 1 (the first lookup)", got)
+	}
+}
+
+// TestProduceLeavesAFrozenLeader: the leader stops answering (a stopped
+// process keeps its sockets open) and another node takes over. The
+// producer must learn it from the metadata and deliver to the new leader,
+// not wait out its request timeout (a minute here, more than the test's
+// deadline) on the old one.
+func TestProduceLeavesAFrozenLeader(t *testing.T) {
+	a, b := startFake(t, 1), startFake(t, 2)
+	for _, fb := range []*fakeBroker{a, b} {
+		fb.addTopic("t", 1)
+		fb.setLeader("t", 0, 1)
+	}
+	a.addPeer(b)
+	b.addPeer(a)
+	a.setHandler(func(req protocol.Request) fakeReply {
+		if _, ok := req.(*protocol.ProduceRequest); ok {
+			a.setLeader("t", 0, 2) // for the metadata of later connections
+			b.setLeader("t", 0, 2)
+			return fakeReply{freeze: true}
+		}
+		return fakeReply{pass: true}
+	})
+	p := newProducer(t, a.addr, RequestTimeout(time.Minute))
+	if err := produceOne(t, testContext(t, 20*time.Second), p, &Record{Topic: "t", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.count(protocol.KeyProduce); got != 1 {
+		t.Errorf("%d produce requests to the new leader, want 1", got)
 	}
 }
 

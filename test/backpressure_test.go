@@ -156,7 +156,7 @@ func TestTopicFullWaitsForRetention(t *testing.T) {
 	s.weir(ctx, "", "topic", "create", "capped", "--partitions", "1",
 		"--config", "max.bytes=16384", "--config", "discard=reject",
 		"--config", "segment.bytes=4096", "--config", "retention.ms=500")
-	p, err := client.NewProducer(client.SeedBrokers(s.addr), client.Linger(0), client.MaxRetries(100))
+	p, err := client.NewProducer(client.SeedBrokers(s.addr), client.Linger(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestTopicFullWaitsForRetention(t *testing.T) {
 	// A producer that may not wait: a topic that never frees space.
 	s.weir(ctx, "", "topic", "create", "stuck", "--partitions", "1",
 		"--config", "max.bytes=4096", "--config", "discard=reject", "--config", "retention.ms=-1")
-	impatient, err := client.NewProducer(client.SeedBrokers(s.addr), client.Linger(0), client.MaxRetries(3))
+	impatient, err := client.NewProducer(client.SeedBrokers(s.addr), client.Linger(0), client.DeliveryTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -66,12 +67,10 @@ func startLoad(t *testing.T, brokers, topic string, partitions int) *loadGen {
 	prod, err := client.NewProducer(client.SeedBrokers(strings.Split(brokers, ",")...),
 		client.ClientID("fault-load"),
 		client.WithPartitioner(client.ExplicitPartitioner()),
-		// A request to a frozen or cut-off leader gets no answer; don't
-		// wait the default 30 s for it before trying the new leader.
-		client.RequestTimeout(3*time.Second),
+		// Default timeouts otherwise: failover is measured as users get it.
 		// Retry for as long as the test runs: a record is given up only
 		// when the test ends.
-		client.MaxRetries(1000))
+		client.DeliveryTimeout(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,9 +334,14 @@ func rawCall(addr string, req protocol.Request, timeout time.Duration) (protocol
 	if _, err := conn.Write(frame); err != nil {
 		return nil, err
 	}
-	frame, err = protocol.ReadFrame(conn, 16<<20, nil)
+	return readResponse(conn, req)
+}
+
+// readResponse reads the response to req from r.
+func readResponse(r io.Reader, req protocol.Request) (protocol.Response, error) {
+	frame, err := protocol.ReadFrame(r, 64<<20, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the %v response: %w", req.Key(), err)
 	}
 	_, body, err := protocol.DecodeResponseHeader(frame)
 	if err != nil {
@@ -345,7 +349,7 @@ func rawCall(addr string, req protocol.Request, timeout time.Duration) (protocol
 	}
 	resp := req.ResponseKind()
 	if err := resp.Decode(protocol.NewReader(body)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("decoding the %v response: %w", req.Key(), err)
 	}
 	return resp, nil
 }
