@@ -116,21 +116,19 @@ func (b *Broker) handleOffsetFetch(r *protocol.OffsetFetchRequest) *protocol.Off
 }
 
 // groupReadable checks that this node may answer reads of group id's state:
-// only the controller is sure to have applied every commit.
+// only the controller is sure to have applied every commit, and only once
+// it verified that it still leads (see cluster.Controller.VerifyLeader).
 func (b *Broker) groupReadable(id string) error {
 	if err := cluster.ValidateGroupID(id); err != nil {
 		return err
 	}
-	if !b.controller.IsLeader() {
-		return cluster.ErrNotController
-	}
-	return nil
+	return b.controller.VerifyLeader()
 }
 
 func (b *Broker) handleListGroups() *protocol.ListGroupsResponse {
 	resp := &protocol.ListGroupsResponse{Groups: []protocol.ListGroupsResponseGroup{}}
-	if !b.controller.IsLeader() {
-		resp.ErrorCode = protocol.CodeNotController
+	if err := b.controller.VerifyLeader(); err != nil {
+		resp.ErrorCode = errorCode(err)
 		return resp
 	}
 	for _, id := range b.controller.GroupIDs() {
@@ -145,8 +143,12 @@ func (b *Broker) handleDescribeGroups(r *protocol.DescribeGroupsRequest) *protoc
 	resp := &protocol.DescribeGroupsResponse{}
 	for _, id := range r.GroupIDs {
 		out := protocol.DescribeGroupsResponseGroup{GroupID: id}
-		g := b.controller.Group(id)
-		if err := b.groupReadable(id); err != nil || g == nil {
+		err := b.groupReadable(id)
+		var g *cluster.Group
+		if err == nil {
+			g = b.controller.Group(id) // read after the leadership check
+		}
+		if err != nil || g == nil {
 			if err == nil {
 				err = cluster.ErrGroupNotFound
 			}

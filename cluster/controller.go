@@ -162,6 +162,21 @@ func (c *Controller) Changed() <-chan struct{} {
 // metadata group and has applied everything earlier controllers committed.
 func (c *Controller) IsLeader() bool { return c.ready.Load() && c.raft.State() == raft.Leader }
 
+// VerifyLeader returns nil if this node is the controller and still
+// leads the metadata group now: a majority of the group answered a round
+// of heartbeats sent after the call. Reads that must never go back
+// (committed offsets) answer only after it. IsLeader alone is not enough:
+// a controller frozen past the election timeout (SIGSTOP, a long pause)
+// still believes it leads when it resumes, until Raft learns of its
+// successor, and it would answer from state that misses the successor's
+// commits (the soak test saw a committed offset go back that way).
+func (c *Controller) VerifyLeader() error {
+	if !c.IsLeader() || c.raft.VerifyLeader().Error() != nil || !c.IsLeader() {
+		return ErrNotController
+	}
+	return nil
+}
+
 // LeaderID is the controller's node id, or 0 when unknown.
 func (c *Controller) LeaderID() NodeID {
 	_, id := c.raft.LeaderWithID()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"sort"
@@ -507,30 +506,9 @@ func (s *server) waitGroup(ctx context.Context, timeout time.Duration, group, wh
 // speaking as a member whose session expired.
 func rawRequest(t *testing.T, addr string, req protocol.Request) protocol.Response {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	resp, err := rawCall(addr, req, 10*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	frame, err := protocol.AppendRequestFrame(nil, 1, "group-e2e-probe", req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Write(frame); err != nil {
-		t.Fatalf("sending %v: %v", req.Key(), err)
-	}
-	frame, err = protocol.ReadFrame(conn, 64<<20, nil)
-	if err != nil {
-		t.Fatalf("reading the %v response: %v", req.Key(), err)
-	}
-	_, body, err := protocol.DecodeResponseHeader(frame)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := req.ResponseKind()
-	if err := resp.Decode(protocol.NewReader(body)); err != nil {
-		t.Fatalf("decoding the %v response: %v", req.Key(), err)
+		t.Fatalf("%v to %s: %v", req.Key(), addr, err)
 	}
 	return resp
 }
