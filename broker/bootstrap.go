@@ -19,10 +19,10 @@ func (b *Broker) enterCluster(addr string) {
 	defer b.wg.Done()
 	// Until Close: a node of a cluster whose majority is not up yet waits
 	// for it (and says so) rather than giving up.
-	err := b.register(b.ctx, addr)
+	index, err := b.register(b.ctx, addr)
 	for err == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		err = b.controller.WaitCaughtUp(ctx)
+		err = b.controller.WaitCaughtUp(ctx, index)
 		cancel()
 		if err == nil || b.ctx.Err() != nil {
 			break

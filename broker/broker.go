@@ -224,23 +224,22 @@ func Open(cfg Config) (*Broker, error) {
 // metadataGroup is the metadata Raft group's id on the peer listener.
 const metadataGroup = "metadata"
 
-// register makes sure the cluster knows this node at its addresses: a node
-// the metadata already has as it is needs nothing; the controller adds
-// itself; any other node asks the controller with JoinCluster (found
-// through the join seeds, which redirect to it). Serve calls it.
-func (b *Broker) register(ctx context.Context, addr string) error {
+// register makes sure the cluster knows this node at its addresses: the
+// controller adds itself; any other node asks the controller with
+// JoinCluster (found through the join seeds, which redirect to it), which
+// changes nothing for a node it has as it is. Serve calls it. It returns
+// the controller's metadata commit index once the node is in: what this
+// node must apply before it serves (see cluster.Controller.WaitCaughtUp).
+func (b *Broker) register(ctx context.Context, addr string) (uint64, error) {
 	n := cluster.Node{ID: b.cfg.NodeID, ClientAddr: addr, PeerAddr: b.mux.Addr().String()}
 	if b.cfg.BootstrapExpect > 1 && !b.controller.HasState() {
 		if err := b.awaitBootstrap(ctx, n); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	seeds := b.cfg.Join
 	var redirect string
 	for attempt := 0; ; attempt++ {
-		if cur, ok := b.controller.Metadata().Nodes[n.ID]; ok && cur == n {
-			return nil
-		}
 		// Whom to ask: the controller a seed named, else the controller
 		// the metadata names, else a seed; never this node itself (it may
 		// lead the group without being ready to act as the controller yet).
@@ -251,41 +250,46 @@ func (b *Broker) register(ctx context.Context, addr string) error {
 		if (target == "" || target == addr) && len(seeds) > 0 {
 			target = seeds[attempt%len(seeds)]
 		}
-		var err error
+		var (
+			index uint64
+			err   error
+		)
 		switch {
 		case b.controller.IsLeader():
 			err = b.controller.AddNode(ctx, n)
+			index = b.controller.CommitIndex()
 		case target != "" && target != addr:
-			redirect, err = b.join(ctx, target, n)
+			index, redirect, err = b.join(ctx, target, n)
 		default:
 			err = cluster.ErrNotController // electing, or not ready yet
 		}
 		if err == nil {
-			return nil
+			return index, nil
 		}
 		if attempt%500 == 499 { // every 10 s or so
 			b.logger.Warn("joining the cluster", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			return 0, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// join sends JoinCluster to target; it returns the controller's address
-// when target is not the controller.
-func (b *Broker) join(ctx context.Context, target string, n cluster.Node) (redirect string, err error) {
+// join sends JoinCluster to target; it returns the controller's metadata
+// commit index once it took the node in, or the controller's address when
+// target is not the controller.
+func (b *Broker) join(ctx context.Context, target string, n cluster.Node) (index uint64, redirect string, err error) {
 	resp, err := b.peers.call(ctx, target, &protocol.JoinClusterRequest{NodeID: n.ID, ClientAddress: n.ClientAddr, PeerAddress: n.PeerAddr})
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	r := resp.(*protocol.JoinClusterResponse)
 	if r.ErrorCode == protocol.CodeNotController {
-		return r.ControllerAddress, protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
+		return 0, r.ControllerAddress, protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
 	}
-	return "", protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
+	return uint64(max(r.MetadataIndex, 0)), "", protocol.ErrorForCodeMessage(r.ErrorCode, r.ErrorMessage)
 }
 
 // watchMetadata keeps the hosted replicas in line with the metadata, once

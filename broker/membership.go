@@ -22,6 +22,9 @@ func (b *Broker) handleJoinCluster(ctx context.Context, r *protocol.JoinClusterR
 	err := b.controller.AddNode(ctx, cluster.Node{ID: r.NodeID, ClientAddr: r.ClientAddress, PeerAddr: r.PeerAddress})
 	resp := &protocol.JoinClusterResponse{ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)}
 	resp.ControllerID, resp.ControllerAddress = b.notControllerAnswer(err)
+	if err == nil {
+		resp.MetadataIndex = int64(b.controller.CommitIndex())
+	}
 	return resp
 }
 

@@ -264,6 +264,14 @@ func TestReassignAndRemoveNode(t *testing.T) {
 // empty log. Its leader demotes it to a non-voter, and makes it a voter
 // again once it has copied the log back.
 func TestLostReplicaIsDemotedUntilCaughtUp(t *testing.T) {
+	t.Run("replica dir removed", func(t *testing.T) { testLostReplica(t, false) })
+	// The whole data dir: the node must catch up with the metadata before
+	// it opens replicas, or it may see the topic before its leader and
+	// take the partition for a new one (and bootstrap it).
+	t.Run("data dir removed", func(t *testing.T) { testLostReplica(t, true) })
+}
+
+func testLostReplica(t *testing.T, wipeDataDir bool) {
 	var logs syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	brokers := make([]*Broker, 3)
@@ -278,7 +286,22 @@ func TestLostReplicaIsDemotedUntilCaughtUp(t *testing.T) {
 		})
 	}
 	waitUntil(t, "three nodes", func() bool { return len(brokers[0].controller.Metadata().Nodes) == 3 })
-	createReplicatedTopic(t, controllerOf(t, brokers, []*rawClient{dial(t, addrs[0]), dial(t, addrs[1]), dial(t, addrs[2])}), "l", 1, 3)
+	ctrl := controllerOf(t, brokers, []*rawClient{dial(t, addrs[0]), dial(t, addrs[1]), dial(t, addrs[2])})
+	if wipeDataDir {
+		// Metadata changes before the topic, more than the controller
+		// sends a follower at once (offset commits of a group without
+		// members), so that the node that lost its data applies the topic
+		// and its leader in separate batches.
+		createReplicatedTopic(t, ctrl, "fill", 1, 1)
+		for i := range 300 {
+			r := ctrl().call(&protocol.OffsetCommitRequest{GroupID: "fill", MemberEpoch: -1, Topics: []protocol.OffsetCommitRequestTopic{{
+				Name: "fill", Partitions: []protocol.OffsetCommitRequestPartition{{Partition: 0, CommittedOffset: int64(i)}}}}}).(*protocol.OffsetCommitResponse)
+			if code := r.Topics[0].Partitions[0].ErrorCode; code != protocol.CodeNone {
+				t.Fatalf("offset commit: %v", code)
+			}
+		}
+	}
+	createReplicatedTopic(t, ctrl, "l", 1, 3)
 	leader := func() *Broker {
 		for _, b := range brokers {
 			if r := b.replicas.get("l", 0); r != nil && r.partition.IsLeader() {
@@ -317,7 +340,11 @@ func TestLostReplicaIsDemotedUntilCaughtUp(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(old.replicaDir(replicaKey{"l", 0}, topicID)); err != nil {
+	wipe := old.replicaDir(replicaKey{"l", 0}, topicID)
+	if wipeDataDir {
+		wipe = dataDir
+	}
+	if err := os.RemoveAll(wipe); err != nil {
 		t.Fatal(err)
 	}
 	brokers[f], _ = startBroker(t, func(c *Config) {

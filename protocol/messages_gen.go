@@ -3824,6 +3824,12 @@ type JoinClusterResponse struct {
 	// "host:port" of the controller's client listener when error_code is
 	// NotController, else "". Wire: controller_address, string.
 	ControllerAddress string
+
+	// The controller's metadata commit index once the node is in: the node serves
+	// clients only once it has applied this far (its own commit index grows a
+	// batch of entries at a time while it catches up, so it cannot tell by
+	// itself). Wire: metadata_index, int64.
+	MetadataIndex int64
 }
 
 // Key returns KeyJoinCluster.
@@ -3865,6 +3871,7 @@ func (m *JoinClusterResponse) encode(w *Writer, version int16) {
 	w.PutNullableString(m.ErrorMessage)
 	w.PutInt32(m.ControllerID)
 	w.PutString(m.ControllerAddress)
+	w.PutInt64(m.MetadataIndex)
 }
 
 func (m *JoinClusterResponse) decode(r *Reader, version int16) {
@@ -3872,6 +3879,7 @@ func (m *JoinClusterResponse) decode(r *Reader, version int16) {
 	m.ErrorMessage = r.ReadNullableString()
 	m.ControllerID = r.ReadInt32()
 	m.ControllerAddress = r.ReadString()
+	m.MetadataIndex = r.ReadInt64()
 }
 
 // ReportLeadersRequest is the request body of the ReportLeaders API (key 17,
