@@ -293,11 +293,14 @@ func testLostReplica(t *testing.T, wipeDataDir bool) {
 		// members), so that the node that lost its data applies the topic
 		// and its leader in separate batches.
 		createReplicatedTopic(t, ctrl, "fill", 1, 1)
-		for i := range 300 {
+		for i, tries := 0, 0; i < 300; tries++ {
 			r := ctrl().call(&protocol.OffsetCommitRequest{GroupID: "fill", MemberEpoch: -1, Topics: []protocol.OffsetCommitRequestTopic{{
 				Name: "fill", Partitions: []protocol.OffsetCommitRequestPartition{{Partition: 0, CommittedOffset: int64(i)}}}}}).(*protocol.OffsetCommitResponse)
-			if code := r.Topics[0].Partitions[0].ErrorCode; code != protocol.CodeNone {
-				t.Fatalf("offset commit: %v", code)
+			switch code := r.Topics[0].Partitions[0].ErrorCode; {
+			case code == protocol.CodeNone:
+				i++
+			case !code.Retriable() || tries > 1000:
+				t.Fatalf("offset commit %d (try %d): %v", i, tries, code)
 			}
 		}
 	}
