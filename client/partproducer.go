@@ -415,10 +415,15 @@ func (pp *partProducer) retryLater(b *batch, err error, wait time.Duration) {
 
 // leaderCheckInterval is how long a produce request may wait for its
 // answer before the partition's producer asks the metadata whether its
-// leader changed, and how often it asks again while requests wait. Commits
-// take milliseconds; a request waiting a second is stuck on a node that
-// is frozen or cut off, whose partitions other nodes lead by now.
-const leaderCheckInterval = time.Second
+// leader changed. Commits take milliseconds; a request waiting a second is
+// stuck on a node that is frozen or cut off, whose partitions another node
+// leads soon. While it waits on, the producer asks again every
+// leaderRecheckInterval, so that it learns of the new leader soon after
+// the election.
+const (
+	leaderCheckInterval   = time.Second
+	leaderRecheckInterval = 250 * time.Millisecond
+)
 
 // errLeaderMoved fails the requests on a connection to a partition's
 // former leader (see checkLeader); the batches are retried.
@@ -436,7 +441,7 @@ func (pp *partProducer) checkLeader() {
 	if pp.inflight == 0 || now.Before(pp.checkAt) {
 		return
 	}
-	pp.checkAt = now.Add(leaderCheckInterval)
+	pp.checkAt = now.Add(leaderRecheckInterval)
 	var waiting *batch
 	for _, b := range pp.queue[:pp.nextSend] {
 		if b.inFlight {
@@ -444,7 +449,11 @@ func (pp *partProducer) checkLeader() {
 			break
 		}
 	}
-	if waiting == nil || now.Sub(waiting.sentAt) < leaderCheckInterval {
+	if waiting == nil {
+		return
+	}
+	if due := waiting.sentAt.Add(leaderCheckInterval); now.Before(due) {
+		pp.checkAt = due
 		return
 	}
 	// Ask the others first: if that node is frozen, it would not answer.
