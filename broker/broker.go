@@ -67,7 +67,9 @@ type Config struct {
 	// Default 100ms.
 	BackpressureRetry time.Duration
 
-	// Raft timing for the metadata group and the partitions.
+	// Raft timing for the metadata group and the partitions (see
+	// partition.Config). Defaults: heartbeat and election 300ms, lease
+	// 250ms.
 	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLeaseTimeout time.Duration
 	// RetentionInterval is how often partitions apply retention. Default 10s.
 	RetentionInterval time.Duration
@@ -109,8 +111,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.ReadTimeout, 30*time.Second)
 	setDur(&c.BackpressureRetry, 100*time.Millisecond)
 	setDur(&c.RetentionInterval, 10*time.Second)
-	setDur(&c.RaftHeartbeatTimeout, 500*time.Millisecond)
-	setDur(&c.RaftElectionTimeout, 500*time.Millisecond)
+	setDur(&c.RaftHeartbeatTimeout, 300*time.Millisecond)
+	setDur(&c.RaftElectionTimeout, 300*time.Millisecond)
 	setDur(&c.RaftLeaderLeaseTimeout, 250*time.Millisecond)
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 256 << 20

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"weir/internal/raftlog"
+	"weir/internal/raftrole"
 	"weir/internal/stablestore"
 )
 
@@ -62,10 +63,10 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.HeartbeatTimeout == 0 {
-		cfg.HeartbeatTimeout = 500 * time.Millisecond
+		cfg.HeartbeatTimeout = 300 * time.Millisecond
 	}
 	if cfg.ElectionTimeout == 0 {
-		cfg.ElectionTimeout = 500 * time.Millisecond
+		cfg.ElectionTimeout = 300 * time.Millisecond
 	}
 	if cfg.LeaderLeaseTimeout == 0 {
 		cfg.LeaderLeaseTimeout = 250 * time.Millisecond
@@ -114,6 +115,9 @@ func (c *Controller) watchLeadership() {
 	defer c.wg.Done()
 	leaderCh := c.raft.LeaderCh()
 	for {
+		if err := raftrole.Apply(c.raft, c.cfg.HeartbeatTimeout, c.cfg.ElectionTimeout); err != nil {
+			c.logger.Warn("heartbeat timeout", "err", err)
+		}
 		leading := c.raft.State() == raft.Leader
 		if !leading {
 			c.ready.Store(false)

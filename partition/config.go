@@ -25,10 +25,12 @@ type Config struct {
 	// no Raft state yet. Empty: join as a replica that a leader will contact.
 	Peers []raft.Server
 
-	// Raft timing. Defaults: heartbeat and election 500ms, leader lease
-	// 250ms, commit 50ms. A single voter elects itself after one heartbeat
-	// timeout, so that is how long a new single-node partition takes to be
-	// ready.
+	// Raft timing. HeartbeatTimeout is how long a follower goes without
+	// hearing from its leader before it stands for election; the leader
+	// heartbeats every sixth to third of it (internal/raftrole). Defaults:
+	// heartbeat and election 300ms, leader lease 250ms, commit 50ms. A
+	// single voter elects itself after one heartbeat timeout, so that is
+	// how long a new single-node partition takes to be ready.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -78,8 +80,8 @@ func (c Config) withDefaults() (Config, error) {
 			*d = v
 		}
 	}
-	def(&c.HeartbeatTimeout, 500*time.Millisecond)
-	def(&c.ElectionTimeout, 500*time.Millisecond)
+	def(&c.HeartbeatTimeout, 300*time.Millisecond)
+	def(&c.ElectionTimeout, 300*time.Millisecond)
 	def(&c.LeaderLeaseTimeout, 250*time.Millisecond)
 	def(&c.CommitTimeout, 50*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"weir/internal/raftrole"
 )
 
 // watchLeadership follows Raft's view of the leader. When this replica
@@ -21,6 +23,9 @@ func (p *Partition) watchLeadership() {
 	leaderCh := p.raft.LeaderCh()
 	var last LeaderInfo
 	for {
+		if err := raftrole.Apply(p.raft, p.cfg.HeartbeatTimeout, p.cfg.ElectionTimeout); err != nil {
+			p.logger.Warn("heartbeat timeout", "err", err)
+		}
 		// Observations may be dropped; each wake-up reads the current state.
 		addr, id := p.raft.LeaderWithID()
 		info := LeaderInfo{LeaderID: id, LeaderAddress: addr, Term: p.raft.CurrentTerm()}
