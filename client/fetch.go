@@ -11,19 +11,19 @@ import (
 //
 //	claim ─▶ send N ─▶ await N ─▶ scan N ─▶ claimNext, send N+1 ─▶ decode N ─▶ store N ─▶ await N+1 ─▶ ...
 //
-// scanFrames walks N's frame headers (and checks their CRCs) to learn
-// where each partition goes on, so N+1 can be sent before N's records are
-// decoded: the broker sends N+1 while the client decodes N. A partition in
-// both stays claimed (busy) from N's claim to N+1's store. What keeps the
-// results right:
+// scanFrames walks N's frame headers (only: decode checks the CRCs) to
+// learn where each partition goes on, so N+1 can be sent before N's
+// records are decoded: the broker sends N+1 while the client checks and
+// decodes N. A partition in both stays claimed (busy) from N's claim to
+// N+1's store. What keeps the results right:
 //
 //   - A seek or unassign while either is in flight changes the partition
 //     (gen, or its entry in Consumer.parts): both results are dropped
 //     (fetchLoop.current).
-//   - If decoding N finds damage scanFrames did not (a bad batch inside a
-//     whole frame), N+1 asked for offsets past it: its claim is marked
-//     void and its result dropped; the partition is fetched again from
-//     what was stored, after the backoff.
+//   - If decoding N finds damage scanFrames did not (a bad CRC, or a bad
+//     batch inside a frame), N+1 asked for offsets past it: its claim is
+//     marked void and its result dropped; the partition is fetched again
+//     from what was stored, after the backoff.
 //   - N+1 asks for at most MaxPrefetchBytes less what is buffered and what
 //     N will add (scanFrames' size), so decoded records and responses on
 //     their way stay within MaxPrefetchBytes, as closely as without
@@ -113,7 +113,7 @@ type scanned struct {
 	p   *protocol.FetchResponsePartition // nil if the response lacks it (err says so)
 	err error
 	// whole: the partition has no error code and scanFrames found its
-	// frames whole; next is the offset after them.
+	// frame headers whole; next is the offset after the frames.
 	whole bool
 	next  int64
 	// carried is the index of the partition's claim in the next fetch, or
@@ -155,7 +155,7 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 	for i, cl := range pf.claims {
 		if s := &scans[i]; s.err == nil && s.p.ErrorCode == protocol.CodeNone {
 			res := &results[i]
-			res.recs, res.size, res.next, res.err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, s.p.Records, cl.offset, s.whole)
+			res.recs, res.size, res.next, res.err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, s.p.Records, cl.offset)
 		}
 	}
 

@@ -119,50 +119,67 @@ func TestFetchPipelinedOrder(t *testing.T) {
 	}
 }
 
-// TestFetchPipelinedDamage: when a response's frames are whole but a
-// batch inside is damaged (which only decoding finds), the fetch already
-// sent past it is dropped, and the partition is fetched again from the
-// damage, not past it.
+// TestFetchPipelinedDamage: when a response's frame headers are whole but
+// a frame is damaged inside (a bad CRC, or a bad batch under a good CRC),
+// which only decoding finds, the fetch already sent past it is dropped,
+// and the partition is fetched again from the damage, not past it.
 func TestFetchPipelinedDamage(t *testing.T) {
-	fb := startFake(t, 1)
-	fb.addTopic("t", 1)
-	fetched := make(chan int64, 100)
-	fb.setHandler(func(req protocol.Request) fakeReply {
-		r, ok := req.(*protocol.FetchRequest)
-		if !ok {
-			return fakeReply{pass: true}
-		}
-		off := r.Topics[0].Partitions[0].FetchOffset
-		select {
-		case fetched <- off:
-		default:
-		}
-		batch := buildBatch(t, fmt.Sprintf("r%d", off), fmt.Sprintf("r%d", off+1))
-		if off == 2 {
+	for _, tc := range []struct {
+		name   string
+		damage func(off int64, batch []byte) []byte
+	}{
+		{"batch", func(off int64, batch []byte) []byte {
 			// A batch that is not one, in a frame with a good CRC.
-			batch = slices.Repeat([]byte{0xee}, len(batch))
-		}
-		return fakeReply{resp: fetchReply(r, protocol.CodeNone, appendFrame(nil, frameTypeData, off, 2, batch), nil)}
-	})
-	c := newConsumer(t, fb.addr, MaxRetries(1000), RetryBackoff(time.Millisecond, time.Millisecond))
-	c.SeekTo("t", 0, 0)
-	ctx := testContext(t, 20*time.Second)
-	waitFetch(t, ctx, fetched, 4) // the fetch sent past the damage
-	recs := pollN(t, ctx, c, 2)
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	more, _ := c.Poll(short)
-	recs = append(recs, more...)
-	for i, r := range recs {
-		if r.Offset != int64(i) {
-			t.Fatalf("record %d at offset %d: got past the damage", i, r.Offset)
-		}
-	}
-	if len(recs) != 2 {
-		t.Fatalf("%d records, want the 2 before the damage", len(recs))
-	}
-	if pos, _ := c.Position("t", 0); pos != 2 {
-		t.Fatalf("position %d, want 2", pos)
+			return appendFrame(nil, frameTypeData, off, 2, slices.Repeat([]byte{0xee}, len(batch)))
+		}},
+		{"crc", func(off int64, batch []byte) []byte {
+			frame := appendFrame(nil, frameTypeData, off, 2, batch)
+			frame[len(frame)-1] ^= 0xff
+			return frame
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := startFake(t, 1)
+			fb.addTopic("t", 1)
+			fetched := make(chan int64, 100)
+			fb.setHandler(func(req protocol.Request) fakeReply {
+				r, ok := req.(*protocol.FetchRequest)
+				if !ok {
+					return fakeReply{pass: true}
+				}
+				off := r.Topics[0].Partitions[0].FetchOffset
+				select {
+				case fetched <- off:
+				default:
+				}
+				batch := buildBatch(t, fmt.Sprintf("r%d", off), fmt.Sprintf("r%d", off+1))
+				frame := appendFrame(nil, frameTypeData, off, 2, batch)
+				if off == 2 {
+					frame = tc.damage(off, batch)
+				}
+				return fakeReply{resp: fetchReply(r, protocol.CodeNone, frame, nil)}
+			})
+			c := newConsumer(t, fb.addr, MaxRetries(1000), RetryBackoff(time.Millisecond, time.Millisecond))
+			c.SeekTo("t", 0, 0)
+			ctx := testContext(t, 20*time.Second)
+			waitFetch(t, ctx, fetched, 4) // the fetch sent past the damage
+			recs := pollN(t, ctx, c, 2)
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			more, _ := c.Poll(short)
+			recs = append(recs, more...)
+			for i, r := range recs {
+				if r.Offset != int64(i) {
+					t.Fatalf("record %d at offset %d: got past the damage", i, r.Offset)
+				}
+			}
+			if len(recs) != 2 {
+				t.Fatalf("%d records, want the 2 before the damage", len(recs))
+			}
+			if pos, _ := c.Position("t", 0); pos != 2 {
+				t.Fatalf("position %d, want 2", pos)
+			}
+		})
 	}
 }
 

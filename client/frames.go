@@ -49,13 +49,13 @@ type logFrame struct {
 }
 
 // nextFrame decodes the frame at the start of b and returns it with the
-// bytes after it. Errors wrap ErrCorruptFrame.
+// bytes after it, checking its CRC. Errors wrap ErrCorruptFrame.
 func nextFrame(b []byte) (logFrame, []byte, error) {
 	return readFrame(b, true)
 }
 
-// readFrame is nextFrame, checking the frame's CRC only if checkCRC (not
-// for frames scanFrames has checked already).
+// readFrame is nextFrame, checking the frame's CRC only if checkCRC:
+// scanFrames walks the frames' headers alone, decode checks them whole.
 func readFrame(b []byte, checkCRC bool) (logFrame, []byte, error) {
 	if len(b) < frameHeaderSize {
 		return logFrame{}, nil, fmt.Errorf("%w: %d bytes left, a frame header is %d", ErrCorruptFrame, len(b), frameHeaderSize)
@@ -85,19 +85,21 @@ func readFrame(b []byte, checkCRC bool) (logFrame, []byte, error) {
 	return f, b[len(frame):], nil
 }
 
-// scanFrames checks the frames of data (a fetch response partition's
-// records, fetched from offset from) as decode does, without decoding
-// their records, and returns the offset to fetch next: what decode returns
-// unless a batch inside a frame is damaged. It also returns about what the
-// records at or after from will count against MaxPrefetchBytes (their
-// frames' bytes plus recordOverhead each). It is cheap: the fetch
-// loop calls it to send the next fetch before decoding this one (see
-// fetchLoop.handle); decode then need not check the CRCs again (verified).
+// scanFrames walks the frame headers of data (a fetch response
+// partition's records, fetched from offset from) and returns the offset to
+// fetch next: what decode returns unless a frame is damaged inside (its
+// CRC, or a batch inside it, which only decode checks). It also returns
+// about what the records at or after from will count against
+// MaxPrefetchBytes (their frames' bytes plus recordOverhead each). It
+// reads only the 48-byte headers, so it is cheap whatever the response's
+// size: the fetch loop calls it to send the next fetch before decoding
+// this one (see fetchLoop.handle), and the checksums, which read every
+// byte, are left to decode, once the next fetch is on its way.
 func scanFrames(data []byte, from int64) (next, size int64, err error) {
 	next = from
 	for len(data) > 0 {
 		var f logFrame
-		f, data, err = nextFrame(data)
+		f, data, err = readFrame(data, false)
 		if err != nil {
 			return next, size, err
 		}
@@ -135,20 +137,18 @@ const headerChunk = 256
 // error. The records alias data unless their batch was compressed: data
 // must not be modified or reused afterwards.
 func (d *frameDecoder) decode(topic string, partition int32, data []byte, from int64) (recs []*Record, next int64, err error) {
-	recs, _, next, err = d.decodeSized(topic, partition, data, from, false)
+	recs, _, next, err = d.decodeSized(topic, partition, data, from)
 	return recs, next, err
 }
 
 // decodeSized is decode, and also returns the bytes the records count
-// against MaxPrefetchBytes (recordsBytes of them). verified says that
-// scanFrames has checked data without error: the frames' CRCs are not
-// computed again.
-func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64, verified bool) (recs []*Record, size int64, next int64, err error) {
+// against MaxPrefetchBytes (recordsBytes of them).
+func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64) (recs []*Record, size int64, next int64, err error) {
 	next = from
 	total := len(data)
 	for len(data) > 0 {
 		var f logFrame
-		f, data, err = readFrame(data, !verified)
+		f, data, err = nextFrame(data)
 		if err != nil {
 			return recs, size, next, err
 		}

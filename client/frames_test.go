@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 
 	"weir/protocol/record"
@@ -127,5 +128,63 @@ func TestArenaKeepsNilApart(t *testing.T) {
 	big := make([]byte, arenaChunk)
 	if got := a.copy(big); len(got) != len(big) {
 		t.Error("large copy")
+	}
+}
+
+// benchFrames returns about 8 MiB of data frames (a full fetch response's
+// records at the default FetchMaxBytes) of 1 MiB batches of records of
+// size bytes, as the default producer writes them.
+func benchFrames(b *testing.B, size int) (data []byte, records int) {
+	b.Helper()
+	value := make([]byte, size)
+	var off int64
+	for len(data) < 8<<20 {
+		bld := record.NewBuilder(record.CodecNone)
+		n := 0
+		for ; n*(size+recordOverhead) < 1<<20; n++ {
+			bld.Append(record.Record{Value: value, Timestamp: 1000})
+		}
+		batch, err := bld.AppendTo(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data = appendFrame(data, frameTypeData, off, uint32(n), batch)
+		off += int64(n)
+	}
+	return data, int(off)
+}
+
+// BenchmarkScanFrames: what the fetch loop does between a response's
+// arrival and sending the next fetch.
+func BenchmarkScanFrames(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			data, n := benchFrames(b, size)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if next, _, err := scanFrames(data, 0); err != nil || next != int64(n) {
+					b.Fatal(next, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeFrames: checking and decoding a response's records.
+func BenchmarkDecodeFrames(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			data, n := benchFrames(b, size)
+			var d frameDecoder
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if recs, next, err := d.decode("t", 0, data, 0); err != nil || len(recs) != n || next != int64(n) {
+					b.Fatal(len(recs), next, err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
 	}
 }
