@@ -60,25 +60,30 @@ type call struct {
 	noResponse  bool // a Produce with acks 0: the broker sends nothing back
 	correlation int32
 
+	// into, if its capacity holds the response, is the buffer the
+	// response is read into (see doInto).
+	into []byte
+
 	finished atomic.Bool
 	// stopWatch stops the ctx watch started when the call was written
 	// (context.AfterFunc), so that a long-lived ctx does not collect them.
 	stopWatch atomic.Pointer[func() bool]
-	// fn gets the result exactly once (see finish).
-	fn func(protocol.Response, error)
+	// fn gets the result exactly once (see finish), with the buffer the
+	// response was read into (nil with an error).
+	fn func(resp protocol.Response, frame []byte, err error)
 }
 
-// finish completes the call with resp or err, exactly once: a call can be
-// finished by its response, by its ctx, or by the connection's death,
-// whichever comes first.
-func (cl *call) finish(resp protocol.Response, err error) bool {
+// finish completes the call with resp (read into frame) or err, exactly
+// once: a call can be finished by its response, by its ctx, or by the
+// connection's death, whichever comes first.
+func (cl *call) finish(resp protocol.Response, frame []byte, err error) bool {
 	if !cl.finished.CompareAndSwap(false, true) {
 		return false
 	}
 	if stop := cl.stopWatch.Load(); stop != nil {
 		(*stop)()
 	}
-	cl.fn(resp, err)
+	cl.fn(resp, frame, err)
 	return true
 }
 
@@ -116,13 +121,35 @@ func dialConn(ctx context.Context, addr string, cfg *config) (*conn, error) {
 // With noResponse (a Produce with acks 0), fn is called with a nil
 // response once the request is written.
 func (c *conn) do(ctx context.Context, req protocol.Request, noResponse bool, fn func(protocol.Response, error)) {
-	cl := &call{ctx: ctx, req: req, noResponse: noResponse, fn: fn}
+	c.send(&call{ctx: ctx, req: req, noResponse: noResponse, fn: func(resp protocol.Response, _ []byte, err error) { fn(resp, err) }})
+}
+
+// doInto is do for a request with a response, read into into if it fits
+// there and fills at least a quarter of it (a small response must not
+// keep a large buffer alive). fn gets the buffer the response was read
+// into: into or a new one. The decoded response may alias it (a fetch's
+// records do).
+//
+// Ownership: into belongs to the connection from the call on. With a
+// response, fn is called once the connection is done with into and
+// frame: the caller owns them again (into, if the response was not read
+// into it, is untouched). With an error, the reader may still be reading
+// into into (a cancelled call's response is still read), so the caller
+// must not write to it or hand it out again: it is the garbage
+// collector's.
+func (c *conn) doInto(ctx context.Context, req protocol.Request, into []byte, fn func(resp protocol.Response, frame []byte, err error)) {
+	c.send(&call{ctx: ctx, req: req, into: into, fn: fn})
+}
+
+// send hands cl to the writer, or finishes it if the connection or its
+// ctx ends first.
+func (c *conn) send(cl *call) {
 	select {
 	case c.calls <- cl:
 	case <-c.dead:
-		cl.finish(nil, c.deathErr())
-	case <-ctx.Done():
-		cl.finish(nil, ctx.Err())
+		cl.finish(nil, nil, c.deathErr())
+	case <-cl.ctx.Done():
+		cl.finish(nil, nil, cl.ctx.Err())
 	}
 }
 
@@ -182,7 +209,7 @@ func (c *conn) fail(err error) {
 	c.mu.Unlock()
 	c.nc.Close() // unblocks the reader and the writer
 	for _, cl := range pending {
-		cl.finish(nil, err)
+		cl.finish(nil, nil, err)
 	}
 }
 
@@ -223,14 +250,14 @@ func (c *conn) writeLoop() {
 		buf, noResponse = buf[:0], noResponse[:0]
 		for i, cl := range batch {
 			if err := cl.ctx.Err(); err != nil {
-				cl.finish(nil, err)
+				cl.finish(nil, nil, err)
 				continue
 			}
 			correlation++
 			cl.correlation = correlation
 			out, err := protocol.AppendRequestFrame(buf, correlation, c.clientID, cl.req)
 			if err != nil {
-				cl.finish(nil, fmt.Errorf("weir/client: %w", err))
+				cl.finish(nil, nil, fmt.Errorf("weir/client: %w", err))
 				continue
 			}
 			buf = out
@@ -244,7 +271,7 @@ func (c *conn) writeLoop() {
 				// Dead: fail what this write would have carried.
 				err := c.deathErr()
 				for _, rest := range append(noResponse, batch[i+1:]...) {
-					rest.finish(nil, err)
+					rest.finish(nil, nil, err)
 				}
 				return
 			}
@@ -255,13 +282,13 @@ func (c *conn) writeLoop() {
 		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		if _, err := c.nc.Write(buf); err != nil {
 			for _, cl := range noResponse {
-				cl.finish(nil, err)
+				cl.finish(nil, nil, err)
 			}
 			c.fail(err)
 			return
 		}
 		for _, cl := range noResponse {
-			cl.finish(nil, nil)
+			cl.finish(nil, nil, nil)
 		}
 		if cap(buf) > maxKeptWriteBuffer {
 			buf = nil
@@ -274,7 +301,7 @@ func (c *conn) writeLoop() {
 func (c *conn) register(cl *call) bool {
 	stop := context.AfterFunc(cl.ctx, func() {
 		err := cl.ctx.Err()
-		if !cl.finish(nil, err) {
+		if !cl.finish(nil, nil, err) {
 			return // answered first
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -290,7 +317,7 @@ func (c *conn) register(cl *call) bool {
 	c.mu.Lock()
 	if err := c.mu.err; err != nil {
 		c.mu.Unlock()
-		cl.finish(nil, err)
+		cl.finish(nil, nil, err)
 		return false
 	}
 	c.mu.pending = append(c.mu.pending, cl)
@@ -303,17 +330,31 @@ func (c *conn) register(cl *call) bool {
 const preallocSlack = 1 << 20
 
 // frameBuffer returns a buffer for the frame about to be read from br,
-// sized from its size field: a response of at most preallocBytes is read
-// into one allocation, rather than one ReadFrame grows (copying) as its
-// bytes arrive. Larger ones, and errors, get nil: ReadFrame handles them.
-// preallocBytes bounds what a broker that declares a large frame and sends
-// little can make the client allocate, as a fetch of FetchMaxBytes may.
+// sized from its size field: the buffer the call it answers brought, if
+// the frame fits and fills a quarter of it (see doInto), else, for a
+// response of at most preallocBytes, one allocation, rather than one
+// ReadFrame grows (copying) as its bytes arrive. Larger ones, and errors,
+// get nil: ReadFrame handles them. preallocBytes bounds what a broker
+// that declares a large frame and sends little can make the client
+// allocate, as a fetch of FetchMaxBytes may.
 func (c *conn) frameBuffer(br *bufio.Reader) []byte {
 	size, err := br.Peek(4)
 	if err != nil {
 		return nil
 	}
 	n := int64(binary.BigEndian.Uint32(size))
+	// The frame answers the oldest pending call (checked once it is read):
+	// only this goroutine removes calls, and a call is registered before
+	// its request is written.
+	c.mu.Lock()
+	var into []byte
+	if len(c.mu.pending) > 0 {
+		into = c.mu.pending[0].into
+	}
+	c.mu.Unlock()
+	if fits := int64(cap(into)); fits >= max(n, 4) && n >= fits/4 {
+		return into[:0]
+	}
 	if n > int64(c.preallocBytes) {
 		return nil
 	}
@@ -324,8 +365,10 @@ func (c *conn) readLoop() {
 	defer c.wg.Done()
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
-		// A fresh buffer per frame: decoded responses alias it (a fetch's
-		// records), and outlive the next read. NB: nothing may reuse it.
+		// A fresh buffer per frame, or the one its call brought: decoded
+		// responses alias it (a fetch's), and outlive the next read. NB:
+		// the reader never reuses a buffer itself; a caller of doInto may,
+		// once it has the response.
 		frame, err := protocol.ReadFrame(br, c.maxResponseBytes, c.frameBuffer(br))
 		if err != nil {
 			c.fail(err)
@@ -360,10 +403,10 @@ func (c *conn) readLoop() {
 			// The stream is still in step (the frame was whole), but a
 			// broker that sends garbage is not to be trusted further.
 			err = fmt.Errorf("%w: %v response: %w", ErrProtocol, cl.req.Key(), err)
-			cl.finish(nil, err)
+			cl.finish(nil, nil, err)
 			c.fail(err)
 			return
 		}
-		cl.finish(resp, nil)
+		cl.finish(resp, frame, nil)
 	}
 }

@@ -266,3 +266,64 @@ func TestDialTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want a dial error", err)
 	}
 }
+
+// TestConnDoInto: a response is read into the buffer its call brought if
+// it fits there and fills at least a quarter of it; otherwise into a
+// buffer of its own, leaving the brought one untouched.
+func TestConnDoInto(t *testing.T) {
+	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			hdr, req, ok := readRequest(t, br)
+			if !ok {
+				return
+			}
+			out, _ := protocol.AppendResponseFrame(nil, hdr.CorrelationID, echoMetadata(req))
+			c.Write(out)
+		}
+	})
+	c := testConn(t, addr)
+	ctx := testContext(t, 10*time.Second)
+	name := string(make([]byte, 200))
+	for _, tc := range []struct {
+		name string
+		into []byte
+		used bool
+	}{
+		{"fits", make([]byte, 0, 400), true},
+		{"too small", make([]byte, 0, 16), false},
+		{"too large", make([]byte, 0, 4096), false},
+		{"none", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.into != nil {
+				tc.into = append(tc.into, 0xee)
+			}
+			type answer struct {
+				resp  protocol.Response
+				frame []byte
+				err   error
+			}
+			done := make(chan answer, 1)
+			c.doInto(ctx, &protocol.MetadataRequest{Topics: []string{name}}, tc.into[:0], func(resp protocol.Response, frame []byte, err error) {
+				done <- answer{resp, frame, err}
+			})
+			a := <-done
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			if got := a.resp.(*protocol.MetadataResponse).Topics[0].Name; got != name {
+				t.Fatalf("topic %q", got)
+			}
+			if len(a.frame) < len(name) {
+				t.Fatalf("frame of %d bytes", len(a.frame))
+			}
+			used := cap(tc.into) > 0 && &tc.into[:1][0] == &a.frame[:1][0]
+			if used != tc.used {
+				t.Fatalf("read into the buffer brought: %v, want %v", used, tc.used)
+			}
+			if !used && tc.into != nil && tc.into[0] != 0xee {
+				t.Fatal("the buffer brought was written to")
+			}
+		})
+	}
+}

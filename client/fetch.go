@@ -44,11 +44,16 @@ type pendingFetch struct {
 	// answer, exactly once.
 	done   chan fetchAnswer
 	cancel context.CancelFunc
+	// into is a fresh buffer for the response to be read into (see
+	// conn.doInto), or nil; frame, once answered, the one it was read
+	// into. The records alias frame.
+	into, frame []byte
 }
 
 type fetchAnswer struct {
-	resp protocol.Response
-	err  error
+	resp  protocol.Response
+	frame []byte
+	err   error
 }
 
 // send sends a fetch of the claimed partitions, asking for at most
@@ -88,8 +93,51 @@ func (f *fetchLoop) send(claims []claim, maxBytes int32) *pendingFetch {
 		pf.done <- fetchAnswer{err: err}
 		return pf
 	}
-	f.conn.do(ctx, req, false, func(resp protocol.Response, err error) { pf.done <- fetchAnswer{resp, err} })
+	pf.into = f.takeFresh()
+	f.conn.doInto(ctx, req, pf.into, func(resp protocol.Response, frame []byte, err error) {
+		pf.done <- fetchAnswer{resp, frame, err}
+	})
 	return pf
+}
+
+// takeFresh returns the fresh buffer the loop prepared for a response,
+// or nil (the connection allocates one).
+func (f *fetchLoop) takeFresh() []byte {
+	b := f.fresh
+	f.fresh = nil
+	return b
+}
+
+// prepareFresh allocates a buffer for a later response to be read into,
+// if the loop has none and its last response was large: it is called
+// once a response is decoded, while the next one is read, so that the
+// connection's reader, which the fetch waits on, need not allocate (the
+// runtime zeroes a large allocation, and the OS faults its pages in,
+// about as long as reading it takes). A loop that has caught up gets
+// small responses: it prepares none, and the connection allocates each
+// its own size.
+func (f *fetchLoop) prepareFresh(last int) {
+	size := f.maxFreshBytes()
+	if f.fresh == nil && last >= size/4 {
+		f.fresh = make([]byte, 0, size)
+	}
+}
+
+// reclaim takes back the buffer a fetch brought if its response was not
+// read into it (see conn.frameBuffer): nothing aliases it.
+func (f *fetchLoop) reclaim(pf *pendingFetch) {
+	into := pf.into
+	pf.into = nil
+	if cap(into) > 0 && f.fresh == nil && (cap(pf.frame) == 0 || &into[:1][0] != &pf.frame[:1][0]) {
+		f.fresh = into
+	}
+}
+
+// maxFreshBytes is the size of the buffers a fetch loop prepares: what
+// the connection would allocate for a response of FetchMaxBytes (see
+// conn.frameBuffer).
+func (f *fetchLoop) maxFreshBytes() int {
+	return min(f.c.cfg.maxResponseBytes, int(f.c.cfg.fetchMaxBytes)+preallocSlack)
 }
 
 // await waits for a fetch's answer. A fetch that failed ends its claims
@@ -101,9 +149,12 @@ func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
 	a := <-pf.done
 	pf.cancel()
 	if a.err != nil {
+		pf.into = nil // the connection's (see conn.doInto)
 		f.requestFailed(pf.claims, a.err)
 		return nil, false
 	}
+	pf.frame = a.frame
+	f.reclaim(pf)
 	return a.resp.(*protocol.FetchResponse), true
 }
 
@@ -126,6 +177,8 @@ type scanned struct {
 // next fetch, or nil if none was sent.
 func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pendingFetch {
 	c := f.c
+	// After the records are stored, while the next response is read.
+	defer f.prepareFresh(len(pf.frame))
 	scans := make([]scanned, len(pf.claims))
 	var pending int64
 	for i, cl := range pf.claims {

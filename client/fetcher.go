@@ -113,6 +113,9 @@ type fetchLoop struct {
 	conn    *conn
 	decoder frameDecoder
 	rotate  int
+	// fresh is a buffer nothing aliases, for a later response to be read
+	// into (see prepareFresh).
+	fresh []byte
 }
 
 // claim is a partition a loop has taken for one request, with what it
