@@ -22,6 +22,7 @@ import (
 
 	"weir/cluster"
 	"weir/internal/peer"
+	"weir/internal/stablestore"
 	"weir/protocol"
 )
 
@@ -68,8 +69,8 @@ type Config struct {
 	BackpressureRetry time.Duration
 
 	// Raft timing for the metadata group and the partitions (see
-	// partition.Config). Defaults: heartbeat and election 300ms, lease
-	// 250ms.
+	// partition.Config). Defaults: heartbeat 300ms, election 500ms, lease
+	// 300ms (docs/cluster.md, "Failover, measured").
 	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLeaseTimeout time.Duration
 	// RetentionInterval is how often partitions apply retention. Default 10s.
 	RetentionInterval time.Duration
@@ -112,8 +113,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.BackpressureRetry, 100*time.Millisecond)
 	setDur(&c.RetentionInterval, 10*time.Second)
 	setDur(&c.RaftHeartbeatTimeout, 300*time.Millisecond)
-	setDur(&c.RaftElectionTimeout, 300*time.Millisecond)
-	setDur(&c.RaftLeaderLeaseTimeout, 250*time.Millisecond)
+	setDur(&c.RaftElectionTimeout, 500*time.Millisecond)
+	setDur(&c.RaftLeaderLeaseTimeout, 300*time.Millisecond)
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 256 << 20
 	}
@@ -135,8 +136,11 @@ type Broker struct {
 	mux         *peer.Mux
 	metaTrans   raft.Transport
 	replicas    replicaSet
-	leaders     leaderReports
-	peers       brokerPool // requests to other brokers
+	// raftState keeps the term and vote of every replica's Raft, in one
+	// file whose writes share fsyncs (see stablestore.Shared).
+	raftState *stablestore.Shared
+	leaders   leaderReports
+	peers     brokerPool // requests to other brokers
 
 	requestBytes *budget // request frames held in memory
 	produceBytes *budget // produce bytes proposed, not yet committed
@@ -183,13 +187,18 @@ func Open(cfg Config) (*Broker, error) {
 		ready:        make(chan struct{}),
 	}
 	b.metrics = newMetrics(b)
+	if b.raftState, err = stablestore.OpenShared(filepath.Join(cfg.DataDir, "partitions-raft.db")); err != nil {
+		return nil, fmt.Errorf("weir/broker: %w", err)
+	}
 	b.mux, err = peer.Listen(cfg.PeerListen, peer.Options{Advertise: cfg.AdvertisedPeerAddr, Logger: b.logger.With("component", "peer")})
 	if err != nil {
+		b.raftState.Close()
 		return nil, fmt.Errorf("weir/broker: peer listener: %w", err)
 	}
 	trans, err := peer.NewTransport(b.mux, metadataGroup, peer.TransportConfig{Logger: b.logger})
 	if err != nil {
 		b.mux.Close()
+		b.raftState.Close()
 		return nil, err
 	}
 	b.metaTrans = trans
@@ -208,6 +217,7 @@ func Open(cfg Config) (*Broker, error) {
 	if err != nil {
 		trans.Close()
 		b.mux.Close()
+		b.raftState.Close()
 		return nil, err
 	}
 	trans.Bind(b.controller.Raft()) // see peer.Transport
@@ -353,6 +363,9 @@ func (b *Broker) Close() error {
 	b.peers.Close()
 	b.replicas.closeAll(b)
 	err := b.controller.Close()
+	if serr := b.raftState.Close(); err == nil {
+		err = serr
+	}
 	if c, ok := b.metaTrans.(raft.WithClose); ok {
 		c.Close()
 	}

@@ -21,8 +21,15 @@ type Config struct {
 	// Transport carries Raft's messages. Required. The partition does not
 	// close it.
 	Transport raft.Transport
+	// StableStore keeps Raft's term and vote; Close closes it (after Raft
+	// is shut down). Nil: a file of the partition's own, raft.db in Dir.
+	// A broker gives each of its partitions a group of one shared file,
+	// whose writes share fsyncs (internal/stablestore.Shared).
+	StableStore StableStore
 	// Peers is the initial replica set, used once, when the partition has
 	// no Raft state yet. Empty: join as a replica that a leader will contact.
+	// The first is the partition's preferred leader: the others give it
+	// time to win the first election (see firstElectionDelay).
 	Peers []raft.Server
 
 	// Raft timing. HeartbeatTimeout is how long a follower goes without
@@ -96,4 +103,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
+}
+
+// StableStore is where a replica's Raft keeps its term and vote.
+type StableStore interface {
+	raft.StableStore
+	Close() error
 }

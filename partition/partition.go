@@ -30,7 +30,7 @@ type Partition struct {
 	// logCache is Raft's view of store: recent entries kept in memory.
 	logCache *raft.LogCache
 	snaps    *snapshotStore
-	stable   *stablestore.Store
+	stable   StableStore
 	raft     *raft.Raft
 
 	// stateMu guards state, which the FSM owns.
@@ -49,8 +49,12 @@ type Partition struct {
 	produceMu  sync.Mutex
 	leaderView producerTable
 
-	ready  atomic.Bool // leader, and has applied all earlier terms' entries
-	leader atomic.Pointer[LeaderInfo]
+	ready atomic.Bool // leader, and has applied all earlier terms' entries
+	// awaitingFirstLeader: this replica bootstraps a new partition, is not
+	// its first replica, and has not heard of a leader yet (see
+	// firstElectionDelay).
+	awaitingFirstLeader atomic.Bool
+	leader              atomic.Pointer[LeaderInfo]
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -93,8 +97,10 @@ func (p *Partition) open() error {
 	if p.snaps, err = newSnapshotStore(filepath.Join(cfg.Dir, "snapshots"), p.log); err != nil {
 		return err
 	}
-	if p.stable, err = stablestore.Open(filepath.Join(cfg.Dir, "raft.db")); err != nil {
-		return fmt.Errorf("weir/partition: stable store: %w", err)
+	if p.stable = cfg.StableStore; p.stable == nil {
+		if p.stable, err = stablestore.Open(filepath.Join(cfg.Dir, "raft.db")); err != nil {
+			return fmt.Errorf("weir/partition: stable store: %w", err)
+		}
 	}
 	if err := p.restoreState(); err != nil {
 		return err
@@ -102,8 +108,9 @@ func (p *Partition) open() error {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = cfg.ID
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
+	p.awaitingFirstLeader.Store(len(cfg.Peers) > 1 && cfg.Peers[0].ID != cfg.ID)
+	rc.HeartbeatTimeout = p.followerTimeout()
+	rc.ElectionTimeout = max(cfg.ElectionTimeout, rc.HeartbeatTimeout)
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = cfg.CommitTimeout
 	rc.MaxAppendEntries = cfg.MaxAppendEntries

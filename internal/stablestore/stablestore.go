@@ -1,5 +1,8 @@
-// Package stablestore opens the Raft stable store (current term, vote) of a
-// Raft group and closes it without racing Raft's shutdown.
+// Package stablestore keeps the Raft stable store (current term, vote) of
+// Raft groups: Store, a file of a group's own (the metadata group, whose
+// log it also holds), and Shared, one file for the many partition groups
+// of a node, whose writes share fsyncs. Both close without racing Raft's
+// shutdown:
 //
 // hashicorp/raft handles a leader's heartbeat on the transport's own
 // goroutine, which Raft.Shutdown neither stops nor waits for; a heartbeat
