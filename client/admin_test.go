@@ -197,6 +197,29 @@ func TestAdminFollowsController(t *testing.T) {
 	}
 }
 
+// TestAdminWaitsForTheBrokersTimeoutAnswer: the broker answers a
+// CreateTopics when its timeout_ms passes (a large topic whose leaders are
+// still electing is created all the same). The client must wait for that
+// answer rather than give up at the same moment and retry into
+// TopicAlreadyExists.
+func TestAdminWaitsForTheBrokersTimeoutAnswer(t *testing.T) {
+	fb := startFake(t, 1)
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		if r, ok := req.(*protocol.CreateTopicsRequest); ok {
+			time.Sleep(time.Duration(r.TimeoutMs) * time.Millisecond) // the broker's own wait
+			return fakeReply{resp: &protocol.CreateTopicsResponse{Topics: []protocol.CreateTopicsResponseTopic{{Name: r.Topics[0].Name}}}}
+		}
+		return fakeReply{pass: true}
+	})
+	adm := newAdmin(t, fb.addr, RequestTimeout(300*time.Millisecond), RetryBackoff(time.Millisecond, time.Millisecond))
+	if err := adm.CreateTopic(testContext(t, 10*time.Second), "big", 1000, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := fb.count(protocol.KeyCreateTopics); got != 1 {
+		t.Fatalf("%d CreateTopics requests, want 1", got)
+	}
+}
+
 func TestDescribeCluster(t *testing.T) {
 	addr := startBroker(t)
 	a, err := NewAdmin(SeedBrokers(addr))

@@ -231,9 +231,13 @@ func (cl *cluster) anyRequest(ctx context.Context, req protocol.Request) (protoc
 	return nil, fmt.Errorf("weir/client: no broker answered %v: %w", req.Key(), errors.Join(errs...))
 }
 
-// requestTo sends req to addr within one request timeout.
+// requestTo sends req to addr within one request timeout, and
+// requestTimeoutSlack more: admin requests carry timeout_ms =
+// RequestTimeout, and the broker's answer when that passes (CreateTopics:
+// created, some leaders still electing) must not arrive after the client
+// gave up, or its retry gets TopicAlreadyExists.
 func (cl *cluster) requestTo(ctx context.Context, addr string, req protocol.Request) (protocol.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, cl.cfg.requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, cl.cfg.requestTimeout+requestTimeoutSlack)
 	defer cancel()
 	c, err := cl.conn(ctx, addr)
 	if err != nil {

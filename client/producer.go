@@ -75,8 +75,9 @@ type topicPartition struct {
 }
 
 // requestTimeoutSlack is added to RequestTimeout for the client's own
-// deadline on a produce: the broker gets timeout_ms = RequestTimeout and
-// answers RequestTimedOut itself, which is better than a closed connection.
+// deadline on a request that carries timeout_ms = RequestTimeout (produce,
+// admin): the broker answers when that passes (RequestTimedOut, or what it
+// has done), which is better than a closed connection.
 const requestTimeoutSlack = time.Second
 
 // maxInFlightIdempotent is how many batches of one partition an idempotent
