@@ -352,6 +352,44 @@ func TestConsumerFollowsNotLeader(t *testing.T) {
 	}
 }
 
+// TestConsumerLeavesAFrozenLeader: the leader stops answering fetches (a
+// stopped process keeps its sockets open) and another node takes over.
+// The consumer must learn it from the metadata and fetch there, not wait
+// out its request timeout (a minute here, more than the test's deadline).
+func TestConsumerLeavesAFrozenLeader(t *testing.T) {
+	a, b := startFake(t, 1), startFake(t, 2)
+	for _, fb := range []*fakeBroker{a, b} {
+		fb.addTopic("t", 1)
+		fb.setLeader("t", 0, 1)
+	}
+	a.addPeer(b)
+	b.addPeer(a)
+	a.setHandler(func(req protocol.Request) fakeReply {
+		if _, ok := req.(*protocol.FetchRequest); ok {
+			a.setLeader("t", 0, 2) // for the metadata of later connections
+			b.setLeader("t", 0, 2)
+			return fakeReply{freeze: true}
+		}
+		return fakeReply{pass: true}
+	})
+	frames := appendFrame(nil, frameTypeData, 0, 2, buildBatch(t, "r0", "r1"))
+	b.setHandler(func(req protocol.Request) fakeReply {
+		if r, ok := req.(*protocol.FetchRequest); ok {
+			if r.Topics[0].Partitions[0].FetchOffset == 0 {
+				return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
+			}
+			return fakeReply{resp: fetchReply(r, protocol.CodeNone, nil, nil)}
+		}
+		return fakeReply{pass: true}
+	})
+	c := newConsumer(t, a.addr, RequestTimeout(time.Minute), FetchMaxWait(100*time.Millisecond))
+	c.SeekTo("t", 0, 0)
+	got := pollN(t, testContext(t, 20*time.Second), c, 2)
+	if string(got[0].Value) != "r0" || string(got[1].Value) != "r1" {
+		t.Fatalf("got %q and %q", got[0].Value, got[1].Value)
+	}
+}
+
 // TestConsumerCorruptFrame: a frame that fails its CRC is retried, then
 // reported.
 func TestConsumerCorruptFrame(t *testing.T) {

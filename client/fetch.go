@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"weir/protocol"
@@ -143,10 +145,7 @@ func (f *fetchLoop) maxFreshBytes() int {
 // await waits for a fetch's answer. A fetch that failed ends its claims
 // (see requestFailed) and returns false.
 func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
-	// NB: no select on the consumer's ctx: the call's ctx is derived from
-	// it, and conn.do answers once whatever happens (Close, a dead
-	// connection, the ctx's end).
-	a := <-pf.done
+	a := f.answer(pf)
 	pf.cancel()
 	if a.err != nil {
 		pf.into = nil // the connection's (see conn.doInto)
@@ -156,6 +155,59 @@ func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
 	pf.frame = a.frame
 	f.reclaim(pf)
 	return a.resp.(*protocol.FetchResponse), true
+}
+
+// answer waits for pf's answer. A broker answers a fetch by its long
+// poll's end (FetchMaxWait); one that has not a second later is frozen,
+// cut off or overloaded, and its partitions may have other leaders by
+// now. Then, and every leaderRecheckInterval after, the loop asks the
+// metadata (other brokers first) whether a partition of the fetch has a
+// new leader; if so it drops its connection, which fails the fetch at
+// once: its partitions go back to the metadata loop, which finds their
+// new leaders, instead of waiting out the request timeout (30 s by
+// default). As the producer does (partProducer.checkLeader).
+//
+// NB: no select on the consumer's ctx: the call's ctx is derived from it,
+// and conn.do answers once whatever happens (Close, a dead connection, the
+// ctx's end).
+func (f *fetchLoop) answer(pf *pendingFetch) fetchAnswer {
+	check := time.NewTimer(f.c.cfg.fetchMaxWait + leaderCheckInterval)
+	defer check.Stop()
+	for {
+		select {
+		case a := <-pf.done:
+			return a
+		case <-check.C:
+			if moved := f.leaderMoved(pf.claims); moved != nil && f.conn != nil {
+				f.conn.fail(moved)
+			}
+			check.Reset(leaderRecheckInterval)
+		}
+	}
+}
+
+// leaderMoved returns an error naming a partition of claims that the
+// metadata says another broker now leads, or nil.
+func (f *fetchLoop) leaderMoved(claims []claim) error {
+	cl := f.c.cl
+	cl.suspect(f.addr)
+	var topics []string
+	for _, c := range claims {
+		if !slices.Contains(topics, c.cp.tp.topic) {
+			topics = append(topics, c.cp.tp.topic)
+		}
+	}
+	ctx, cancel := context.WithTimeout(f.c.ctx, f.c.cfg.requestTimeout)
+	defer cancel()
+	if cl.refresh(ctx, topics...) != nil {
+		return nil
+	}
+	for _, c := range claims {
+		if leader := cl.cachedLeader(c.cp.tp.topic, c.cp.tp.partition); leader != "" && leader != f.addr {
+			return fmt.Errorf("%w: %s[%d] is led by %s", errLeaderMoved, c.cp.tp.topic, c.cp.tp.partition, leader)
+		}
+	}
+	return nil
 }
 
 // scanned is what handle learns of a partition's result before decoding
