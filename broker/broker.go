@@ -293,7 +293,8 @@ func (b *Broker) register(ctx context.Context, addr string) (uint64, error) {
 // commit index once it took the node in, or the controller's address when
 // target is not the controller.
 func (b *Broker) join(ctx context.Context, target string, n cluster.Node) (index uint64, redirect string, err error) {
-	resp, err := b.peers.call(ctx, target, &protocol.JoinClusterRequest{NodeID: n.ID, ClientAddress: n.ClientAddr, PeerAddress: n.PeerAddr})
+	// v1: the answer carries the controller's commit index.
+	resp, err := b.peers.call(ctx, target, &protocol.JoinClusterRequest{Version: 1, NodeID: n.ID, ClientAddress: n.ClientAddr, PeerAddress: n.PeerAddr})
 	if err != nil {
 		return 0, "", err
 	}

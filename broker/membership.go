@@ -20,7 +20,12 @@ func (b *Broker) controllerAddress() (int32, string) {
 
 func (b *Broker) handleJoinCluster(ctx context.Context, r *protocol.JoinClusterRequest) *protocol.JoinClusterResponse {
 	err := b.controller.AddNode(ctx, cluster.Node{ID: r.NodeID, ClientAddr: r.ClientAddress, PeerAddr: r.PeerAddress})
-	resp := &protocol.JoinClusterResponse{ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)}
+	if err == nil {
+		// AddNode changes nothing for a node it has as it is; a controller
+		// that was frozen would then answer with an old commit index.
+		err = b.controller.VerifyLeader()
+	}
+	resp := &protocol.JoinClusterResponse{Version: r.Version, ErrorCode: errorCode(err), ErrorMessage: errorMessage(err)}
 	resp.ControllerID, resp.ControllerAddress = b.notControllerAnswer(err)
 	if err == nil {
 		resp.MetadataIndex = int64(b.controller.CommitIndex())

@@ -203,7 +203,9 @@ func sampleMessages() []sample {
 		}}},
 
 		{"JoinClusterRequest", &JoinClusterRequest{NodeID: 2, ClientAddress: "10.0.0.2:7420", PeerAddress: "10.0.0.2:7421"}},
-		{"JoinClusterResponse", &JoinClusterResponse{ControllerID: 1, MetadataIndex: 1234}},
+		{"JoinClusterRequest/v1", &JoinClusterRequest{Version: 1, NodeID: 2, ClientAddress: "10.0.0.2:7420", PeerAddress: "10.0.0.2:7421"}},
+		{"JoinClusterResponse", &JoinClusterResponse{ControllerID: 1}},
+		{"JoinClusterResponse/v1", &JoinClusterResponse{Version: 1, ControllerID: 1, MetadataIndex: 1234}},
 		{"JoinClusterResponse/not-controller", &JoinClusterResponse{ErrorCode: CodeNotController, ControllerID: 3,
 			ControllerAddress: "10.0.0.3:7420"}},
 		{"ReportLeadersRequest", &ReportLeadersRequest{Leaders: []ReportLeadersRequestLeader{

@@ -140,7 +140,7 @@ var apiTable = []apiInfo{
 	{KeyListGroups, "ListGroups", 0, 0, func() Request { return new(ListGroupsRequest) }, func() Response { return new(ListGroupsResponse) }},
 	{KeyDescribeGroups, "DescribeGroups", 0, 0, func() Request { return new(DescribeGroupsRequest) }, func() Response { return new(DescribeGroupsResponse) }},
 	{KeyDeleteGroups, "DeleteGroups", 0, 0, func() Request { return new(DeleteGroupsRequest) }, func() Response { return new(DeleteGroupsResponse) }},
-	{KeyJoinCluster, "JoinCluster", 0, 0, func() Request { return new(JoinClusterRequest) }, func() Response { return new(JoinClusterResponse) }},
+	{KeyJoinCluster, "JoinCluster", 0, 1, func() Request { return new(JoinClusterRequest) }, func() Response { return new(JoinClusterResponse) }},
 	{KeyReportLeaders, "ReportLeaders", 0, 0, func() Request { return new(ReportLeadersRequest) }, func() Response { return new(ReportLeadersResponse) }},
 	{KeyNodeInfo, "NodeInfo", 0, 0, func() Request { return new(NodeInfoRequest) }, func() Response { return new(NodeInfoResponse) }},
 	{KeyReassignPartitions, "ReassignPartitions", 0, 0, func() Request { return new(ReassignPartitionsRequest) }, func() Response { return new(ReassignPartitionsResponse) }},
@@ -3735,7 +3735,7 @@ func (m *DeleteGroupsResponseResult) decode(r *Reader, version int16) {
 }
 
 // JoinClusterRequest is the request body of the JoinCluster API (key 16,
-// versions 0 to 0). JoinCluster asks the cluster to take in a new node: the
+// versions 0 to 1). JoinCluster asks the cluster to take in a new node: the
 // controller records its addresses and adds it to the metadata Raft group (as
 // a voter up to five voters, then as a non-voter). Brokers send it when
 // started with --join; any broker answers NotController with the controller's
@@ -3804,7 +3804,7 @@ func (m *JoinClusterRequest) decode(r *Reader, version int16) {
 }
 
 // JoinClusterResponse is the response body of the JoinCluster API (key 16,
-// versions 0 to 0).
+// versions 0 to 1).
 type JoinClusterResponse struct {
 	// Version is the version the body is encoded and decoded at. It is not
 	// in the body: a request's header carries it, and a response has its
@@ -3828,7 +3828,7 @@ type JoinClusterResponse struct {
 	// The controller's metadata commit index once the node is in: the node serves
 	// clients only once it has applied this far (its own commit index grows a
 	// batch of entries at a time while it catches up, so it cannot tell by
-	// itself). Wire: metadata_index, int64.
+	// itself). Wire: metadata_index, int64, since version 1.
 	MetadataIndex int64
 }
 
@@ -3871,7 +3871,9 @@ func (m *JoinClusterResponse) encode(w *Writer, version int16) {
 	w.PutNullableString(m.ErrorMessage)
 	w.PutInt32(m.ControllerID)
 	w.PutString(m.ControllerAddress)
-	w.PutInt64(m.MetadataIndex)
+	if version >= 1 {
+		w.PutInt64(m.MetadataIndex)
+	}
 }
 
 func (m *JoinClusterResponse) decode(r *Reader, version int16) {
@@ -3879,7 +3881,9 @@ func (m *JoinClusterResponse) decode(r *Reader, version int16) {
 	m.ErrorMessage = r.ReadNullableString()
 	m.ControllerID = r.ReadInt32()
 	m.ControllerAddress = r.ReadString()
-	m.MetadataIndex = r.ReadInt64()
+	if version >= 1 {
+		m.MetadataIndex = r.ReadInt64()
+	}
 }
 
 // ReportLeadersRequest is the request body of the ReportLeaders API (key 17,

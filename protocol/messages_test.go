@@ -247,8 +247,11 @@ func TestAPIKeys(t *testing.T) {
 			t.Errorf("key %d is %d %q, want %d %q", i, int16(key), key, i, want[i])
 		}
 		wantMax := int16(0)
-		if key == KeyFetch {
+		switch key {
+		case KeyFetch:
 			wantMax = 1 // group_id, member_id, member_epoch
+		case KeyJoinCluster:
+			wantMax = 1 // metadata_index
 		}
 		if lo, hi, ok := Versions(key); !ok || lo != 0 || hi != wantMax {
 			t.Errorf("%v: versions %d-%d %v, want 0-%d", key, lo, hi, ok, wantMax)
