@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"time"
@@ -26,10 +27,12 @@ type batch struct {
 	sends       int   // times sent; also tells a result which send it answers
 	retries     int   // retriable failures so far
 	// inFlight: sent, and its answer not yet handled; sentAt and sentTo
-	// say when and to which address it was last sent.
-	inFlight bool
-	sentAt   time.Time
-	sentTo   string
+	// say when and to which address it was last sent; cancelSend gives up
+	// waiting for that answer (the batch is then retried).
+	inFlight   bool
+	sentAt     time.Time
+	sentTo     string
+	cancelSend context.CancelFunc
 	// predecessorInFlight records that an earlier batch of the partition
 	// was unacknowledged when this one was last sent. The broker handles
 	// pipelined requests concurrently, so this one may have reached the

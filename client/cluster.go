@@ -122,21 +122,6 @@ func (cl *cluster) conn(ctx context.Context, addr string) (*conn, error) {
 	return c, nil
 }
 
-// dropConn closes the pooled connection to addr, if any, failing the
-// calls pending on it with err; the next use dials a new one. The
-// producer drops a connection to a partition's former leader when a
-// request has waited there long after another node took over (a frozen
-// broker never answers, and the calls queued behind it would wait the
-// whole request timeout).
-func (cl *cluster) dropConn(addr string, err error) {
-	cl.mu.Lock()
-	c := cl.mu.conns[addr]
-	cl.mu.Unlock()
-	if c != nil {
-		c.fail(err)
-	}
-}
-
 // suspectFor is how long an address that did not answer in time is tried
 // last by anyRequest.
 const suspectFor = 10 * time.Second

@@ -125,7 +125,7 @@ func (c *conn) do(ctx context.Context, req protocol.Request, noResponse bool, fn
 }
 
 // doInto is do for a request with a response, read into into if it fits
-// there and fills at least a quarter of it (a small response must not
+// there and fills at least half of it (a small response must not
 // keep a large buffer alive). fn gets the buffer the response was read
 // into: into or a new one. The decoded response may alias it (a fetch's
 // records do).
@@ -331,7 +331,7 @@ const preallocSlack = 1 << 20
 
 // frameBuffer returns a buffer for the frame about to be read from br,
 // sized from its size field: the buffer the call it answers brought, if
-// the frame fits and fills a quarter of it (see doInto), else, for a
+// the frame fits and fills half of it (see doInto), else, for a
 // response of at most preallocBytes, one allocation, rather than one
 // ReadFrame grows (copying) as its bytes arrive. Larger ones, and errors,
 // get nil: ReadFrame handles them. preallocBytes bounds what a broker
@@ -352,7 +352,7 @@ func (c *conn) frameBuffer(br *bufio.Reader) []byte {
 		into = c.mu.pending[0].into
 	}
 	c.mu.Unlock()
-	if fits := int64(cap(into)); fits >= max(n, 4) && n >= fits/4 {
+	if fits := int64(cap(into)); fits >= max(n, 4) && n >= fits/2 {
 		return into[:0]
 	}
 	if n > int64(c.preallocBytes) {

@@ -268,7 +268,7 @@ func TestDialTimeout(t *testing.T) {
 }
 
 // TestConnDoInto: a response is read into the buffer its call brought if
-// it fits there and fills at least a quarter of it; otherwise into a
+// it fits there and fills at least half of it; otherwise into a
 // buffer of its own, leaving the brought one untouched.
 func TestConnDoInto(t *testing.T) {
 	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) {

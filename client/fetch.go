@@ -120,7 +120,7 @@ func (f *fetchLoop) takeFresh() []byte {
 // its own size.
 func (f *fetchLoop) prepareFresh(last int) {
 	size := f.maxFreshBytes()
-	if f.fresh == nil && last >= size/4 {
+	if f.fresh == nil && last >= size/2 {
 		f.fresh = make([]byte, 0, size)
 	}
 }

@@ -255,8 +255,15 @@ func (pp *partProducer) send() {
 			pp.id = producerIdentity{fresh: true}
 		}
 		if err := pp.sendBatch(b); err != nil {
-			// Finding the leader or reaching it failed: it may be moving.
-			pp.retryLater(b, err, pp.p.cfg.leaderBackoff(b.retries+1))
+			switch {
+			case !retriable(pp.p.ctx, err):
+				pp.failLater(b, err) // a producer id refused, the producer closing
+			case errors.Is(err, protocol.ErrUnknownTopicOrPartition):
+				pp.retryLater(b, err, pp.p.cfg.backoff(b.retries+1))
+			default:
+				// Finding the leader or reaching it failed: it may be moving.
+				pp.retryLater(b, err, pp.p.cfg.leaderBackoff(b.retries+1))
+			}
 			continue
 		}
 		pp.nextSend++
@@ -315,7 +322,7 @@ func (pp *partProducer) sendBatch(b *batch) error {
 		pp.checkAt = time.Now().Add(leaderCheckInterval)
 	}
 	pp.inflight++
-	b.inFlight, b.sentAt, b.sentTo = true, time.Now(), addr
+	b.inFlight, b.sentAt, b.sentTo, b.cancelSend = true, time.Now(), addr, rcancel
 	c.do(rctx, req, p.cfg.acks == AcksNone, func(resp protocol.Response, err error) {
 		rcancel()
 		pp.results <- produceResult{b: b, send: send, resp: resp, err: err}
@@ -431,11 +438,14 @@ var errLeaderMoved = errors.New("partition leader moved")
 
 // checkLeader looks whether the oldest batch in flight has waited
 // leaderCheckInterval for a node that no longer leads the partition, by a
-// metadata refresh, and if so drops the connection to that node: its
-// requests fail and are retried on the new leader at once, instead of
-// after the request timeout (30s by default) that a frozen node would
-// take. With idempotence, a batch the old leader did write is not written
-// twice.
+// metadata refresh, and if so stops waiting for the partition's requests
+// to that node: they fail and are retried on the new leader at once,
+// instead of after the request timeout (30s by default) that a frozen
+// node would take. With idempotence, a batch the old leader did write is
+// not written twice. Only this partition's requests are given up: the
+// metadata may lag (right after a failover the client can know the new
+// leader from a NotLeader answer before other brokers do), and the other
+// partitions on that connection check for themselves.
 func (pp *partProducer) checkLeader() {
 	now := time.Now()
 	if pp.inflight == 0 || now.Before(pp.checkAt) {
@@ -464,7 +474,11 @@ func (pp *partProducer) checkLeader() {
 		return
 	}
 	if leader := pp.p.cl.cachedLeader(pp.topic, pp.partition); leader != "" && leader != waiting.sentTo {
-		pp.p.cl.dropConn(waiting.sentTo, fmt.Errorf("%w: %s[%d] is led by %s", errLeaderMoved, pp.topic, pp.partition, leader))
+		for _, b := range pp.queue[:pp.nextSend] {
+			if b.inFlight && b.sentTo == waiting.sentTo {
+				b.cancelSend()
+			}
+		}
 	}
 }
 
