@@ -141,9 +141,13 @@ func (b *Broker) handleListGroups() *protocol.ListGroupsResponse {
 
 func (b *Broker) handleDescribeGroups(r *protocol.DescribeGroupsRequest) *protocol.DescribeGroupsResponse {
 	resp := &protocol.DescribeGroupsResponse{}
+	verified := b.controller.VerifyLeader() // once for all the groups
 	for _, id := range r.GroupIDs {
 		out := protocol.DescribeGroupsResponseGroup{GroupID: id}
-		err := b.groupReadable(id)
+		err := cluster.ValidateGroupID(id)
+		if err == nil {
+			err = verified
+		}
 		var g *cluster.Group
 		if err == nil {
 			g = b.controller.Group(id) // read after the leadership check

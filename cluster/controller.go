@@ -66,10 +66,10 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 		cfg.HeartbeatTimeout = 300 * time.Millisecond
 	}
 	if cfg.ElectionTimeout == 0 {
-		cfg.ElectionTimeout = 300 * time.Millisecond
+		cfg.ElectionTimeout = 500 * time.Millisecond
 	}
 	if cfg.LeaderLeaseTimeout == 0 {
-		cfg.LeaderLeaseTimeout = 250 * time.Millisecond
+		cfg.LeaderLeaseTimeout = 300 * time.Millisecond
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("weir/cluster: %w", err)

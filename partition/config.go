@@ -35,7 +35,7 @@ type Config struct {
 	// Raft timing. HeartbeatTimeout is how long a follower goes without
 	// hearing from its leader before it stands for election; the leader
 	// heartbeats every sixth to third of it (internal/raftrole). Defaults:
-	// heartbeat and election 300ms, leader lease 250ms, commit 50ms. A
+	// heartbeat 300ms, election 500ms, leader lease 300ms, commit 50ms. A
 	// single voter elects itself after one heartbeat timeout, so that is
 	// how long a new single-node partition takes to be ready.
 	HeartbeatTimeout   time.Duration
@@ -88,8 +88,8 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	def(&c.HeartbeatTimeout, 300*time.Millisecond)
-	def(&c.ElectionTimeout, 300*time.Millisecond)
-	def(&c.LeaderLeaseTimeout, 250*time.Millisecond)
+	def(&c.ElectionTimeout, 500*time.Millisecond)
+	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
 	def(&c.CommitTimeout, 50*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.RetentionInterval, time.Minute)
