@@ -298,7 +298,9 @@ func MaxBufferedBytes(n int64) ProducerOpt {
 // later than this, and its records fail with ErrDeliveryTimeout. Retries
 // are not counted (MaxRetries does not apply to batches), so a partition
 // whose leader is moving is retried as often as needed, for as long as
-// this allows. Default 2m.
+// this allows. A send under way when the deadline passes is waited for
+// (at most RequestTimeout), so a record may fail up to that much later.
+// Default 2m.
 func DeliveryTimeout(d time.Duration) ProducerOpt {
 	return producerOpt{func(c *config) { c.deliveryTimeout = d }}
 }
