@@ -357,21 +357,7 @@ func TestConsumerFollowsNotLeader(t *testing.T) {
 // The consumer must learn it from the metadata and fetch there, not wait
 // out its request timeout (a minute here, more than the test's deadline).
 func TestConsumerLeavesAFrozenLeader(t *testing.T) {
-	a, b := startFake(t, 1), startFake(t, 2)
-	for _, fb := range []*fakeBroker{a, b} {
-		fb.addTopic("t", 1)
-		fb.setLeader("t", 0, 1)
-	}
-	a.addPeer(b)
-	b.addPeer(a)
-	a.setHandler(func(req protocol.Request) fakeReply {
-		if _, ok := req.(*protocol.FetchRequest); ok {
-			a.setLeader("t", 0, 2) // for the metadata of later connections
-			b.setLeader("t", 0, 2)
-			return fakeReply{freeze: true}
-		}
-		return fakeReply{pass: true}
-	})
+	a, b := frozenLeader(t, protocol.KeyFetch)
 	frames := appendFrame(nil, frameTypeData, 0, 2, buildBatch(t, "r0", "r1"))
 	b.setHandler(func(req protocol.Request) fakeReply {
 		if r, ok := req.(*protocol.FetchRequest); ok {

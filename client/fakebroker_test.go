@@ -284,3 +284,27 @@ func batchCount(b []byte) uint32 {
 	}
 	return h.Count
 }
+
+// frozenLeader starts two fakes: a, which leads partition 0 of topic "t"
+// until it gets a request of key, then freezes (answers nothing more on
+// that connection, as a stopped process) while both name b the leader
+// from then on.
+func frozenLeader(t *testing.T, key protocol.APIKey) (a, b *fakeBroker) {
+	t.Helper()
+	a, b = startFake(t, 1), startFake(t, 2)
+	for _, fb := range []*fakeBroker{a, b} {
+		fb.addTopic("t", 1)
+		fb.setLeader("t", 0, 1)
+	}
+	a.addPeer(b)
+	b.addPeer(a)
+	a.setHandler(func(req protocol.Request) fakeReply {
+		if req.Key() == key {
+			a.setLeader("t", 0, 2) // for the metadata of later connections
+			b.setLeader("t", 0, 2)
+			return fakeReply{freeze: true}
+		}
+		return fakeReply{pass: true}
+	})
+	return a, b
+}

@@ -137,21 +137,7 @@ func TestProduceFollowsNotLeader(t *testing.T) {
 // not wait out its request timeout (a minute here, more than the test's
 // deadline) on the old one.
 func TestProduceLeavesAFrozenLeader(t *testing.T) {
-	a, b := startFake(t, 1), startFake(t, 2)
-	for _, fb := range []*fakeBroker{a, b} {
-		fb.addTopic("t", 1)
-		fb.setLeader("t", 0, 1)
-	}
-	a.addPeer(b)
-	b.addPeer(a)
-	a.setHandler(func(req protocol.Request) fakeReply {
-		if _, ok := req.(*protocol.ProduceRequest); ok {
-			a.setLeader("t", 0, 2) // for the metadata of later connections
-			b.setLeader("t", 0, 2)
-			return fakeReply{freeze: true}
-		}
-		return fakeReply{pass: true}
-	})
+	a, b := frozenLeader(t, protocol.KeyProduce)
 	p := newProducer(t, a.addr, RequestTimeout(time.Minute))
 	if err := produceOne(t, testContext(t, 20*time.Second), p, &Record{Topic: "t", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
