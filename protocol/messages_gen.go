@@ -75,8 +75,10 @@ const (
 	// KeyJoinCluster is the key of the JoinCluster API. JoinCluster asks the
 	// cluster to take in a new node: the controller records its addresses and
 	// adds it to the metadata Raft group (as a voter up to five voters, then as a
-	// non-voter). Brokers send it when started with --join; any broker answers
-	// NotController with the controller's address.
+	// non-voter). Brokers send it on every start (for a node the controller has
+	// as it is, it changes nothing) and wait until they have applied the metadata
+	// up to the answer's metadata_index; any broker answers NotController with
+	// the controller's address.
 	KeyJoinCluster APIKey = 16
 	// KeyReportLeaders is the key of the ReportLeaders API. ReportLeaders tells
 	// the controller which partitions a broker now leads, so that every broker's
@@ -3737,9 +3739,10 @@ func (m *DeleteGroupsResponseResult) decode(r *Reader, version int16) {
 // JoinClusterRequest is the request body of the JoinCluster API (key 16,
 // versions 0 to 1). JoinCluster asks the cluster to take in a new node: the
 // controller records its addresses and adds it to the metadata Raft group (as
-// a voter up to five voters, then as a non-voter). Brokers send it when
-// started with --join; any broker answers NotController with the controller's
-// address.
+// a voter up to five voters, then as a non-voter). Brokers send it on every
+// start (for a node the controller has as it is, it changes nothing) and wait
+// until they have applied the metadata up to the answer's metadata_index; any
+// broker answers NotController with the controller's address.
 type JoinClusterRequest struct {
 	// Version is the version the body is encoded and decoded at. It is not
 	// in the body: a request's header carries it, and a response has its
