@@ -166,7 +166,9 @@ func TestInitProducerIDAfterControllerDied(t *testing.T) {
 		}
 		return fakeReply{pass: true}
 	})
-	p := newProducer(t, a.addr, RetryBackoff(time.Millisecond, time.Millisecond), MaxRetries(5))
+	// Bounded well inside the test's deadline: a producer stuck on the
+	// dead address fails the test rather than hang it.
+	p := newProducer(t, a.addr, RetryBackoff(time.Millisecond, time.Millisecond), DeliveryTimeout(10*time.Second))
 	if err := produceOne(t, testContext(t, 20*time.Second), p, &Record{Topic: "t", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}

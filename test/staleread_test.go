@@ -108,14 +108,14 @@ func staleReadAnswer(t *testing.T, resp protocol.Response) (protocol.ErrorCode, 
 		if r.ErrorCode != protocol.CodeNone {
 			return r.ErrorCode, -1
 		}
-		for _, rt := range r.Topics {
-			for _, p := range rt.Partitions {
-				if p.ErrorCode != protocol.CodeNone {
-					return p.ErrorCode, -1
-				}
-				return protocol.CodeNone, p.CommittedOffset
-			}
+		if len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 {
+			t.Fatalf("OffsetFetch answered %+v for one partition", r.Topics)
 		}
+		p := r.Topics[0].Partitions[0]
+		if p.ErrorCode != protocol.CodeNone {
+			return p.ErrorCode, -1
+		}
+		return protocol.CodeNone, p.CommittedOffset
 	case *protocol.DescribeGroupsResponse:
 		if len(r.Groups) != 1 {
 			t.Fatalf("DescribeGroups answered %d groups", len(r.Groups))
