@@ -1,5 +1,7 @@
 package log
 
+import "weir/internal/durable"
+
 // ApplyRetention deletes the oldest sealed segments that retention no longer
 // wants: those whose newest entry is older than RetentionAge, and those the
 // log can do without while staying at least RetentionBytes large. It returns
@@ -54,7 +56,7 @@ func (l *Log) deletePrefix(drop func(s *segment, removedBytes int64) bool) (int,
 		}
 	}
 	if n > 0 && l.opts.Fsync != FsyncNever {
-		if err := syncDir(l.dir); err != nil {
+		if err := durable.SyncDir(l.dir); err != nil {
 			return n, l.fail(err)
 		}
 	}

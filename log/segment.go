@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"weir/internal/durable"
 )
 
 // Segment header layout; see the package doc. Part of the on-disk format.
@@ -143,7 +144,7 @@ func createSegment(dir string, h segmentHeader, opts *Options) (*segment, error)
 		return nil, err
 	}
 	if opts.Fsync != FsyncNever {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			f.Close()
 			idx.close()
 			return nil, err

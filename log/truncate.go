@@ -1,6 +1,9 @@
 package log
 
-import "fmt"
+import (
+	"fmt"
+	"weir/internal/durable"
+)
 
 // TruncateAfter removes every entry after index, so that index becomes the
 // last one (Raft needs this when a follower's entries conflict with the
@@ -56,7 +59,7 @@ func (l *Log) TruncateAfter(index uint64) error {
 		}
 	}
 	if l.opts.Fsync != FsyncNever {
-		if err := syncDir(l.dir); err != nil {
+		if err := durable.SyncDir(l.dir); err != nil {
 			return l.fail(err)
 		}
 	}

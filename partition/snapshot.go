@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"weir/internal/durable"
 	wlog "weir/log"
 )
 
@@ -286,7 +287,7 @@ func (k *snapshotSink) close() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(stem+metaSuffix, b); err != nil {
+	if err := durable.WriteFile(stem+metaSuffix, b); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -309,33 +310,4 @@ func (s *snapshotStore) reap() error {
 		os.Remove(stem + snapSuffix)
 	}
 	return nil
-}
-
-// writeFileAtomic writes a small file durably under its final name.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + tmpSuffix
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("weir/partition: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("weir/partition: write %s: %w", path, err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
