@@ -35,12 +35,14 @@ func BenchmarkIdleGroups(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	commitTimeout := envDuration(b, "WEIR_PEER_IDLE_COMMIT_TIMEOUT", 50*time.Millisecond)
 	start := time.Now()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c := startRaftCluster(b, nodes, groups, Options{Logger: logger}, func(conf *raft.Config) {
 		conf.HeartbeatTimeout = time.Second
 		conf.ElectionTimeout = time.Second
 		conf.LeaderLeaseTimeout = 500 * time.Millisecond
+		conf.CommitTimeout = commitTimeout
 	})
 	c.waitLeaders(b, 3*time.Minute)
 	b.Logf("%d groups x %d nodes: leaders elected in %v", groups, nodes, time.Since(start).Round(time.Millisecond))
@@ -105,4 +107,16 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive integer", name, s)
 	}
 	return n
+}
+
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		b.Fatalf("%s=%q: want a positive duration", name, s)
+	}
+	return d
 }

@@ -48,10 +48,40 @@
 // HeartbeatTimeout/2), and the first retry after [Mux.StreamLayer] succeeds
 // gets through. Nothing is buffered for groups that do not exist.
 //
+// # Coalesced heartbeats
+//
+// A [Transport] does not send Raft's heartbeats on the group's own streams.
+// It queues each for its target node; one goroutine per remote node sends
+// what is queued as one request, at most every Options.HeartbeatInterval,
+// on a stream of the reserved group "\x00heartbeats/1" (group ids starting
+// with a zero byte are refused to Raft groups). The receiving Mux hands each
+// heartbeat to its group's Raft heartbeat handler and answers all of them in
+// one response, in request order. A heartbeat's caller gets the answer to a
+// request sent after it called, so a leader's lease still measures its
+// followers. A handler not done within 20 ms (a follower persisting a new
+// term) is answered "follower busy" and finishes in the background.
+//
+// Frames, each way: a u32 big-endian body length (1..4 MiB), then the body.
+// Integers are unsigned varints; bytes are a varint length and the bytes.
+//
+//	request  = count (1..8192), count × heartbeat
+//	heartbeat = group (bytes), term, protocol version, id (bytes),
+//	            addr (bytes), leader (bytes)
+//	response = count (the request's), count × answer
+//	answer   = 0x00, term, last log index, flags (u8: 1 success,
+//	           2 no retry backoff)
+//	         | 0x01, error message (bytes, not empty)
+//
+// A frame that does not decode closes the stream. A node of an earlier
+// version closes the stream at once (an unknown group); heartbeats to it
+// then go one by one as Raft sends them, for 30 s before it is asked again.
+//
 // # Concurrency
 //
 // A Mux runs one goroutine accepting TCP connections, one per yamux session
-// accepting its streams, and one short-lived goroutine per new stream while
-// its header is read; yamux runs three per session. Groups themselves add no
+// accepting its streams, one short-lived goroutine per new stream while
+// its header is read, one per heartbeat stream it serves and per remote it
+// sends heartbeats to, and one per heartbeat handed to a group; yamux runs
+// three per session. Groups themselves add no
 // goroutine here. Close stops them all and returns after they have exited.
 package peer

@@ -9,7 +9,8 @@ var (
 	// ErrGroupRegistered: a stream layer for this group id already exists
 	// on this Mux; close it first.
 	ErrGroupRegistered = errors.New("weir/peer: group already registered")
-	// ErrInvalidGroupID: the id is empty or longer than MaxGroupIDLen bytes.
+	// ErrInvalidGroupID: the id is empty, longer than MaxGroupIDLen bytes,
+	// or starts with a zero byte (reserved).
 	ErrInvalidGroupID = errors.New("weir/peer: invalid group id")
 	// ErrInvalidOptions: an Options or TransportConfig field is out of range.
 	ErrInvalidOptions = errors.New("weir/peer: invalid options")

@@ -16,10 +16,14 @@ const (
 	MaxGroupIDLen = 255
 )
 
-// validGroupID reports whether id can be carried in a stream header.
+// validGroupID reports whether id can be carried in a stream header and
+// is not reserved: ids starting with a zero byte are the Mux's own.
 func validGroupID(id string) error {
 	if len(id) == 0 || len(id) > MaxGroupIDLen {
 		return fmt.Errorf("%w: %d bytes (want 1..%d)", ErrInvalidGroupID, len(id), MaxGroupIDLen)
+	}
+	if id[0] == 0 {
+		return fmt.Errorf("%w: %q starts with a zero byte (reserved)", ErrInvalidGroupID, id)
 	}
 	return nil
 }

@@ -39,9 +39,14 @@ type Mux struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	acceptedConns atomic.Uint64
-	dialedConns   atomic.Uint64
-	rejected      atomic.Uint64
+	// hb coalesces the heartbeats of every group (heartbeat.go).
+	hb *heartbeats
+
+	acceptedConns    atomic.Uint64
+	dialedConns      atomic.Uint64
+	rejected         atomic.Uint64
+	heartbeatBatches atomic.Uint64
+	heartbeatsSent   atomic.Uint64
 
 	// mu guards the Mux's tables. It is never held while doing I/O or
 	// while taking a remote's or a layer's lock (lock order: remote.mu,
@@ -75,6 +80,10 @@ type Stats struct {
 	RejectedStreams uint64
 	// Groups is the number of registered groups.
 	Groups int
+	// HeartbeatBatches counts the coalesced heartbeat requests answered
+	// by other nodes, and HeartbeatsSent the Raft heartbeats they carried.
+	HeartbeatBatches uint64
+	HeartbeatsSent   uint64
 }
 
 // Listen binds addr and serves peer connections on it until Close.
@@ -101,6 +110,7 @@ func Listen(addr string, opts Options) (*Mux, error) {
 	m.mu.groups = make(map[string]*layer)
 	m.mu.remotes = make(map[string]*remote)
 	m.mu.sessions = make(map[*yamux.Session]bool)
+	m.hb = newHeartbeats(m)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -122,6 +132,9 @@ func (m *Mux) Stats() Stats {
 		AcceptedConns:   m.acceptedConns.Load(),
 		DialedConns:     m.dialedConns.Load(),
 		RejectedStreams: m.rejected.Load(),
+
+		HeartbeatBatches: m.heartbeatBatches.Load(),
+		HeartbeatsSent:   m.heartbeatsSent.Load(),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -300,6 +313,10 @@ func (m *Mux) routeStream(st *yamux.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	if group == heartbeatGroup && !m.opts.noHeartbeatService {
+		m.hb.serve(st)
+		return
+	}
 
 	m.mu.Lock()
 	l := m.mu.groups[group]

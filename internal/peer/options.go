@@ -37,6 +37,15 @@ const (
 	// DefaultStreamCloseTimeout: a stream closed here that the peer has not
 	// closed in this time is reset, freeing its state.
 	DefaultStreamCloseTimeout = 30 * time.Second
+	// DefaultHeartbeatInterval is the least time between two coalesced
+	// heartbeat requests to one node. Raft heartbeats every 50-100 ms per
+	// group (at weir's timeouts), so at 10 ms a heartbeat waits at most a
+	// tenth of its interval, and a node pair exchanges at most 100
+	// requests a second however many groups they share.
+	DefaultHeartbeatInterval = 10 * time.Millisecond
+	// DefaultHeartbeatTimeout bounds a coalesced heartbeat round trip (and
+	// dialing for it), as the transport's timeout bounds a Raft RPC.
+	DefaultHeartbeatTimeout = 5 * time.Second
 
 	// acceptBacklog is yamux's per-session queue of streams opened by the
 	// peer and not yet accepted, and also its limit of streams this side
@@ -67,6 +76,14 @@ type Options struct {
 	MaxPendingStreams int
 	// HeaderTimeout: see DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
+	// HeartbeatInterval: see DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout: see DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
+
+	// noHeartbeatService makes the Mux refuse the heartbeat stream, as a
+	// weir before coalesced heartbeats does (tests).
+	noHeartbeatService bool
 }
 
 // EnsureDefaults returns a copy of o with every zero field set to its
@@ -80,7 +97,8 @@ func (o Options) EnsureDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.KeepAliveInterval < 0 || o.ConnectionWriteTimeout < 0 || o.HeaderTimeout < 0 || o.MaxPendingStreams < 0 {
+	if o.KeepAliveInterval < 0 || o.ConnectionWriteTimeout < 0 || o.HeaderTimeout < 0 || o.MaxPendingStreams < 0 ||
+		o.HeartbeatInterval < 0 || o.HeartbeatTimeout < 0 {
 		return o, fmt.Errorf("%w: negative duration or count", ErrInvalidOptions)
 	}
 	if o.KeepAliveInterval == 0 {
@@ -100,6 +118,12 @@ func (o Options) EnsureDefaults() (Options, error) {
 	}
 	if o.HeaderTimeout == 0 {
 		o.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	return o, nil
 }

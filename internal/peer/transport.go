@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -59,14 +60,15 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.Timeout,
 		Logger:  logger,
-	})}, nil
+	}), mux: m, group: group}, nil
 }
 
-// Transport is a Raft NetworkTransport with two fixes for hashicorp/raft
-// 1.7.3: its AppendEntries pipelines cannot deadlock (AppendEntriesPipeline,
-// pipeline.go), and a leader's appends to a follower it cannot reach are
-// retried here with a short capped backoff rather than handed back to Raft
-// (AppendEntries).
+// Transport is a Raft NetworkTransport whose heartbeats travel coalesced
+// with those of the node's other groups (heartbeat.go), and with two fixes
+// for hashicorp/raft 1.7.3: its AppendEntries pipelines cannot deadlock
+// (AppendEntriesPipeline, pipeline.go), and a leader's appends to a
+// follower it cannot reach are retried here with a short capped backoff
+// rather than handed back to Raft (AppendEntries).
 //
 // Why the retries: hashicorp/raft backs off a follower's replication after
 // each failed append, 10 ms doubling up to 10.24 s (replicateTo; unlike its
@@ -82,7 +84,22 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 // unbound transport does not retry.
 type Transport struct {
 	*raft.NetworkTransport
-	raft atomic.Pointer[raft.Raft]
+	mux   *Mux
+	group string
+	raft  atomic.Pointer[raft.Raft]
+}
+
+// SetHeartbeatHandler implements raft.Transport: fn answers the group's
+// heartbeats, coalesced ones and single ones from older nodes alike.
+func (t *Transport) SetHeartbeatHandler(fn func(raft.RPC)) {
+	t.NetworkTransport.SetHeartbeatHandler(fn)
+	t.mux.hb.setHandler(t.group, t, fn)
+}
+
+// Close implements raft.Transport; it unregisters the group.
+func (t *Transport) Close() error {
+	t.mux.hb.setHandler(t.group, t, nil)
+	return t.NetworkTransport.Close()
 }
 
 // Bind names the Raft node that uses the transport: appends are retried
@@ -94,15 +111,23 @@ func (t *Transport) Bind(r *raft.Raft) { t.raft.Store(r) }
 // own first backoff (failureWait).
 const appendRetryMin = 10 * time.Millisecond
 
-// AppendEntries implements raft.Transport. A heartbeat is sent once (Raft
-// retries those itself, with a capped backoff); an append that fails is
-// retried until it succeeds or the bound node no longer replicates to id in
-// the append's term. The same request is sent again: it is idempotent for
-// the follower, and its entries are still in the leader's log.
+// AppendEntries implements raft.Transport. A heartbeat goes coalesced with
+// the node's other heartbeats to target, once (Raft retries heartbeats
+// itself, with a capped backoff); an append that fails is retried until it
+// succeeds or the bound node no longer replicates to id in the append's
+// term. The same request is sent again: it is idempotent for the follower,
+// and its entries are still in the leader's log.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if isHeartbeat(args) {
+		err := t.mux.hb.call(string(target), t.group, args, resp)
+		if !errors.Is(err, errLegacyPeer) {
+			return err
+		}
+		return t.NetworkTransport.AppendEntries(id, target, args, resp)
+	}
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	r := t.raft.Load()
-	if err == nil || r == nil || isHeartbeat(args) {
+	if err == nil || r == nil {
 		return err
 	}
 	maxWait := max(r.ReloadableConfig().HeartbeatTimeout/2, appendRetryMin)

@@ -1,0 +1,314 @@
+package peer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// quickRaft is a Raft timing that a busy machine (the race detector, other
+// tests) does not keep deposing.
+func quickRaft(conf *raft.Config) {
+	conf.HeartbeatTimeout = 500 * time.Millisecond
+	conf.ElectionTimeout = 500 * time.Millisecond
+	conf.LeaderLeaseTimeout = 250 * time.Millisecond
+}
+
+// leaders returns every group's leader (nil where there is none).
+func (c *raftCluster) leaders() []*raft.Raft {
+	out := make([]*raft.Raft, len(c.groups))
+	for i, g := range c.groups {
+		out[i] = g.leader()
+	}
+	return out
+}
+
+// verifyAll runs VerifyLeader on every group's leader (it needs a fresh
+// heartbeat answer from a majority of the group) until it succeeds for
+// every group in one pass: a busy machine may move a leader meanwhile.
+func verifyAll(t *testing.T, c *raftCluster) {
+	t.Helper()
+	var last error
+	waitFor(t, 30*time.Second, "every leader verified", func() bool {
+		for i, r := range c.leaders() {
+			if r == nil {
+				last = fmt.Errorf("group %d has no leader", i)
+				return false
+			}
+			if err := r.VerifyLeader().Error(); err != nil {
+				last = fmt.Errorf("group %d: VerifyLeader: %w", i, err)
+				return false
+			}
+		}
+		return true
+	})
+	if last != nil {
+		t.Logf("verified after: %v", last)
+	}
+}
+
+func TestHeartbeatsAreCoalesced(t *testing.T) {
+	const nodes, groups = 3, 30
+	const interval = 50 * time.Millisecond
+	c := startRaftCluster(t, nodes, groups, Options{HeartbeatInterval: interval}, quickRaft)
+	c.waitLeaders(t, 60*time.Second)
+	verifyAll(t, c)
+
+	before := make([]Stats, nodes)
+	for i, m := range c.muxes {
+		before[i] = m.Stats()
+	}
+	start := time.Now()
+	// Raft heartbeats every 50-100 ms per group and follower: about
+	// 30 * 2 / 0.075 s = 800 a second in all.
+	waitFor(t, 30*time.Second, "2,000 heartbeats sent", func() bool {
+		var sent uint64
+		for i, m := range c.muxes {
+			sent += m.Stats().HeartbeatsSent - before[i].HeartbeatsSent
+		}
+		return sent >= 2000
+	})
+	elapsed := time.Since(start)
+	for i, m := range c.muxes {
+		st := m.Stats()
+		batches := st.HeartbeatBatches - before[i].HeartbeatBatches
+		sent := st.HeartbeatsSent - before[i].HeartbeatsSent
+		// A sender starts a batch at most once per interval, so a node
+		// sends at most elapsed/interval + 1 batches to each of its
+		// peers (plus the one in flight when counting started).
+		limit := uint64(nodes-1) * uint64(elapsed/interval+2)
+		t.Logf("node %d: %d heartbeats in %d batches over %v", i, sent, batches, elapsed.Round(time.Millisecond))
+		if batches > limit {
+			t.Errorf("node %d: %d heartbeat batches in %v, want at most %d", i, batches, elapsed, limit)
+		}
+		if sent <= batches {
+			t.Errorf("node %d: %d heartbeats in %d batches: nothing coalesced", i, sent, batches)
+		}
+	}
+	// Answers are real: every leader still verifies its leadership.
+	verifyAll(t, c)
+}
+
+// A leader whose followers are gone must notice: a coalesced heartbeat is
+// answered by the follower, never by the sending node.
+func TestLeaderWithoutFollowersStepsDown(t *testing.T) {
+	const nodes = 3
+	c := startRaftCluster(t, nodes, 1, Options{}, quickRaft)
+	c.waitLeaders(t, 60*time.Second)
+	g := c.groups[0]
+	leader := g.leader()
+	for i, r := range g.rafts {
+		if r != leader {
+			r.Shutdown().Error()
+			c.muxes[i].Close()
+		}
+	}
+	waitFor(t, 10*time.Second, "the leader to step down", func() bool { return leader.State() != raft.Leader })
+	if err := leader.VerifyLeader().Error(); err == nil {
+		t.Fatal("VerifyLeader succeeded without followers")
+	}
+}
+
+// A node that does not serve coalesced heartbeats (an older weir) gets its
+// groups' heartbeats one by one, and its groups keep their leaders.
+func TestHeartbeatsToAnOlderNode(t *testing.T) {
+	const nodes, groups = 2, 4
+	c := startMixedRaftCluster(t, nodes, groups, func(node int) Options {
+		return Options{noHeartbeatService: node == 1}
+	}, quickRaft)
+	c.waitLeaders(t, 60*time.Second)
+	// Each node must lead a group, so that heartbeats go both ways.
+	for node := range nodes {
+		if !slices.ContainsFunc(c.leaders(), func(r *raft.Raft) bool { return leads(c, r, node) }) {
+			if err := c.leaders()[0].LeadershipTransfer().Error(); err != nil {
+				t.Fatal(err)
+			}
+			c.waitLeaders(t, 30*time.Second)
+		}
+	}
+	// Two voters: each leader needs the other node's answer.
+	verifyAll(t, c)
+	if c.muxes[1].Stats().HeartbeatBatches == 0 {
+		t.Error("the older node's heartbeats to the newer went one by one")
+	}
+	c.muxes[0].hb.mu.Lock()
+	s := c.muxes[0].hb.senders[c.muxes[1].Addr().String()]
+	c.muxes[0].hb.mu.Unlock()
+	if s == nil {
+		t.Fatal("node 0 sent no heartbeat to the older node")
+	}
+	s.mu.Lock()
+	legacy := time.Now().Before(s.legacyUntil)
+	s.mu.Unlock()
+	if !legacy {
+		t.Error("node 0 has not marked the older node")
+	}
+}
+
+// leads reports whether r, a group's leader, is node's replica.
+func leads(c *raftCluster, r *raft.Raft, node int) bool {
+	for _, g := range c.groups {
+		if g.rafts[node] == r {
+			return true
+		}
+	}
+	return false
+}
+
+// A slow handler holds up neither the other groups' answers nor its own
+// group's later heartbeats: both get "busy" within heartbeatAnswerWait.
+func TestSlowHeartbeatHandlerAnswersBusy(t *testing.T) {
+	a, b := listen(t, Options{}), listen(t, Options{})
+	release := make(chan struct{})
+	defer close(release)
+	owner := &Transport{}
+	b.hb.setHandler("slow", owner, func(rpc raft.RPC) {
+		<-release
+		rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+	})
+	b.hb.setHandler("fast", owner, func(rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 4, Success: true}, nil)
+	})
+	call := func(group string) (*raft.AppendEntriesResponse, error) {
+		resp := &raft.AppendEntriesResponse{}
+		err := a.hb.call(b.Addr().String(), group, &raft.AppendEntriesRequest{Term: 4, Leader: []byte("x")}, resp)
+		return resp, err
+	}
+	for round := range 2 {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := call("slow")
+			errc <- err
+		}()
+		start := time.Now()
+		resp, err := call("fast")
+		if err != nil || !resp.Success || resp.Term != 4 {
+			t.Fatalf("round %d: fast group: %+v, %v", round, resp, err)
+		}
+		if err := <-errc; err == nil || !strings.Contains(err.Error(), errBusy) {
+			t.Fatalf("round %d: slow group: %v, want %q", round, err, errBusy)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("round %d: answers took %v", round, d)
+		}
+	}
+}
+
+func TestHeartbeatStreamRejectsBadFrames(t *testing.T) {
+	a, b := listen(t, Options{}), listen(t, Options{})
+	for _, frame := range [][]byte{
+		{0x80, 0, 0, 0},          // declares 2 GiB
+		{0, 0, 0, 0},             // empty body
+		{0, 0, 0, 2, 0x05, 0x01}, // 5 heartbeats in 1 byte
+		{0, 0, 0, 3, 1, 1, 0},    // a reserved (zero) group id, truncated
+		withTrailingByte(appendHeartbeatRequest(nil, []*heartbeatCall{{group: "g", req: &raft.AppendEntriesRequest{Term: 1}}})),
+	} {
+		st, err := a.dial(heartbeatGroup, b.Addr().String(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		readClosed(t, st)
+	}
+	// b still answers a good request, for a group it does not have.
+	err := a.hb.call(b.Addr().String(), "nobody", &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x")},
+		&raft.AppendEntriesResponse{})
+	if err == nil || errors.Is(err, errLegacyPeer) {
+		t.Fatalf("heartbeat for an unknown group: %v, want the follower's error", err)
+	}
+	t.Log(err)
+}
+
+// withTrailingByte appends a byte to frame's body.
+func withTrailingByte(frame []byte) []byte {
+	frame = append(frame, 0)
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
+	return frame
+}
+
+func TestHeartbeatWireRoundTrip(t *testing.T) {
+	calls := []*heartbeatCall{
+		{group: "orders-3", req: &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("1"), Addr: []byte("127.0.0.1:7421")},
+			Term:      7, Leader: []byte("127.0.0.1:7421")}},
+		{group: "__meta", req: &raft.AppendEntriesRequest{Term: 1 << 40}},
+	}
+	frame := appendHeartbeatRequest(nil, calls)
+	body, err := readHeartbeatFrame(bytes.NewReader(frame))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := decodeHeartbeatRequest(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		want := *calls[i].req
+		if want.ID == nil {
+			want.ID, want.Addr, want.Leader = []byte{}, []byte{}, []byte{}
+		}
+		if e.group != calls[i].group || !reflect.DeepEqual(e.req, want) {
+			t.Errorf("entry %d: %q %+v, want %q %+v", i, e.group, e.req, calls[i].group, want)
+		}
+	}
+
+	results := []heartbeatResult{
+		{resp: raft.AppendEntriesResponse{Term: 7, LastLog: 99, Success: true}},
+		{resp: raft.AppendEntriesResponse{Term: 8, NoRetryBackoff: true}},
+		{err: "group not open on this node"},
+	}
+	frame = appendHeartbeatResponse(nil, results)
+	if body, err = readHeartbeatFrame(bytes.NewReader(frame)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeHeartbeatResponse(body, len(results))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, results) {
+		t.Errorf("results %+v, want %+v", got, results)
+	}
+	if _, err := decodeHeartbeatResponse(body, len(results)+1); !errors.Is(err, errBadHeartbeatFrame) {
+		t.Errorf("response for the wrong number of heartbeats: %v", err)
+	}
+	if _, err := decodeHeartbeatResponse(append(body, 0), len(results)); !errors.Is(err, errBadHeartbeatFrame) {
+		t.Errorf("trailing byte: %v", err)
+	}
+	bad := binary.AppendUvarint(nil, 1)
+	if _, err := decodeHeartbeatResponse(append(bad, 9), 1); !errors.Is(err, errBadHeartbeatFrame) {
+		t.Errorf("unknown status: %v", err)
+	}
+}
+
+// FuzzHeartbeatFrames: the decoders never panic, and what the request
+// decoder accepts re-encodes to a body that decodes the same.
+func FuzzHeartbeatFrames(f *testing.F) {
+	f.Add(appendHeartbeatRequest(nil, []*heartbeatCall{{group: "g", req: &raft.AppendEntriesRequest{Term: 2, Leader: []byte("a:1")}}})[4:])
+	f.Add(appendHeartbeatResponse(nil, []heartbeatResult{{err: "x"}, {resp: raft.AppendEntriesResponse{Term: 1, Success: true}}})[4:])
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		decodeHeartbeatResponse(body, 2)
+		entries, err := decodeHeartbeatRequest(body)
+		if err != nil {
+			return
+		}
+		calls := make([]*heartbeatCall, len(entries))
+		for i := range entries {
+			calls[i] = &heartbeatCall{group: entries[i].group, req: &entries[i].req}
+		}
+		again, err := decodeHeartbeatRequest(appendHeartbeatRequest(nil, calls)[4:])
+		if err != nil || !reflect.DeepEqual(again, entries) {
+			t.Fatalf("re-encoded %+v decodes to %+v, %v", entries, again, err)
+		}
+	})
+}
