@@ -35,9 +35,18 @@ type Config struct {
 	// Raft timing. HeartbeatTimeout is how long a follower goes without
 	// hearing from its leader before it stands for election; the leader
 	// heartbeats every sixth to third of it (internal/raftrole). Defaults:
-	// heartbeat 300ms, election 500ms, leader lease 300ms, commit 50ms. A
+	// heartbeat 300ms, election 500ms, leader lease 300ms, commit 1s. A
 	// single voter elects itself after one heartbeat timeout, so that is
 	// how long a new single-node partition takes to be ready.
+	//
+	// CommitTimeout is how often (1 to 2 times it) an idle leader sends
+	// each follower an empty append to tell it the commit index; while
+	// records flow, every append carries it anyway. Raft's default, 50ms,
+	// made these appends the largest cost of an idle node: at 1,000
+	// replicas per node, 20,000 messages a second. A follower's high
+	// watermark serves no reader (fetches go to the leader), and a new
+	// leader learns the commit index from its own first commit, so 1s
+	// costs nothing but a follower's metrics lagging after a burst.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -90,7 +99,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.HeartbeatTimeout, 300*time.Millisecond)
 	def(&c.ElectionTimeout, 500*time.Millisecond)
 	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
-	def(&c.CommitTimeout, 50*time.Millisecond)
+	def(&c.CommitTimeout, time.Second)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.RetentionInterval, time.Minute)
 	if c.MaxAppendEntries == 0 {
