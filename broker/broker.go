@@ -187,7 +187,7 @@ func Open(cfg Config) (*Broker, error) {
 		ready:        make(chan struct{}),
 	}
 	b.metrics = newMetrics(b)
-	if b.raftState, err = stablestore.OpenShared(filepath.Join(cfg.DataDir, "partitions-raft.db")); err != nil {
+	if b.raftState, err = stablestore.OpenShared(filepath.Join(cfg.DataDir, "partitions-raft.journal"), filepath.Join(cfg.DataDir, "partitions-raft.db")); err != nil {
 		return nil, fmt.Errorf("weir/broker: %w", err)
 	}
 	b.mux, err = peer.Listen(cfg.PeerListen, peer.Options{Advertise: cfg.AdvertisedPeerAddr, Logger: b.logger.With("component", "peer")})
