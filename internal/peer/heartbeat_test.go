@@ -188,16 +188,14 @@ func TestSlowHeartbeatHandlerAnswersBusy(t *testing.T) {
 			_, err := call("slow")
 			errc <- err
 		}()
-		start := time.Now()
+		// NB: the slow handler blocks until the test ends, so the fast
+		// group's answer arriving at all shows it was not held up.
 		resp, err := call("fast")
 		if err != nil || !resp.Success || resp.Term != 4 {
 			t.Fatalf("round %d: fast group: %+v, %v", round, resp, err)
 		}
 		if err := <-errc; err == nil || !strings.Contains(err.Error(), errBusy) {
 			t.Fatalf("round %d: slow group: %v, want %q", round, err, errBusy)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("round %d: answers took %v", round, d)
 		}
 	}
 }
