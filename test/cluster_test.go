@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,16 +44,38 @@ func (n *clusterNode) start(t *testing.T) {
 // Linux's ephemeral range (32768 and up), from which the kernel picks the
 // local ports of outgoing connections: a port from there could be taken by
 // some connection while its node is down, and the restart would fail.
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
+
+// handedOut holds every port freeAddrOn has returned in this test process:
+// a port is free until its node binds it, so two calls in a row could
+// otherwise return the same one (it happened: a node's listen and peer
+// addresses collided and it refused to start).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freeAddrOn is freeAddr on ip; it never returns a port twice.
+func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[int]bool)
+	}
 	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := net.JoinHostPort(ip, strconv.Itoa(port))
 		if ln, err := net.Listen("tcp", addr); err == nil {
 			ln.Close()
+			handedOut.ports[port] = true
 			return addr
 		}
 	}
-	t.Fatal("no free port in 20000-32000")
+	t.Fatalf("no free port in 20000-32000 on %s", ip)
 	return ""
 }
 

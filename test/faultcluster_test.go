@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -140,21 +138,6 @@ type faultCluster struct {
 	t       *testing.T
 	nodes   []*faultNode
 	brokers string // every node's client address, comma-separated
-}
-
-// freeAddrOn is freeAddr (a port below the ephemeral range, free a moment
-// ago, for a node that keeps its addresses across restarts) on ip.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	for range 1000 {
-		addr := net.JoinHostPort(ip, strconv.Itoa(20000+rand.IntN(12000)))
-		if ln, err := net.Listen("tcp", addr); err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	t.Fatalf("no free port in 20000-32000 on %s", ip)
-	return ""
 }
 
 // startFaultCluster starts three nodes on 127.0.0.1-3, node 1 first and
