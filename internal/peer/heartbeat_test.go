@@ -153,6 +153,39 @@ func TestHeartbeatsToAnOlderNode(t *testing.T) {
 	}
 }
 
+// A heartbeat with a newer term must not depose a leader from outside its
+// main loop (see Transport.safeHeartbeats): the leader refuses it and keeps
+// its term and role.
+func TestHeartbeatNeverChangesTermOrRole(t *testing.T) {
+	c := startRaftCluster(t, 3, 1, Options{}, quickRaft)
+	c.waitLeaders(t, 30*time.Second)
+	g := c.groups[0]
+	leader := g.leader()
+	var node int
+	for i, r := range g.rafts {
+		if r == leader {
+			node = i
+		}
+	}
+	term := leader.CurrentTerm()
+	// No election reaches this term while the test runs, so the heartbeat
+	// could only have come to that term by being taken.
+	newer := term + 1000
+	from := c.muxes[(node+1)%len(c.muxes)]
+	req := &raft.AppendEntriesRequest{
+		RPCHeader: raft.RPCHeader{ID: []byte("usurper"), Addr: []byte(from.Addr().String())},
+		Term:      newer, Leader: []byte(from.Addr().String()),
+	}
+	resp := &raft.AppendEntriesResponse{}
+	err := from.hb.call(c.muxes[node].Addr().String(), g.name, req, resp)
+	if err == nil || !strings.Contains(err.Error(), errHeartbeatRefused.Error()) {
+		t.Fatalf("heartbeat of term %d to the leader of term %d: %+v, %v; want refused", newer, term, resp, err)
+	}
+	if got := leader.CurrentTerm(); got >= newer {
+		t.Fatalf("the leader took the heartbeat's term %d (now %d, state %v)", newer, got, leader.State())
+	}
+}
+
 // leads reports whether r, a group's leader, is node's replica.
 func leads(c *raftCluster, r *raft.Raft, node int) bool {
 	for _, g := range c.groups {

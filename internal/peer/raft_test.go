@@ -123,6 +123,7 @@ func startMixedRaftCluster(t testing.TB, nodes, groups int, opts func(node int) 
 				t.Fatal(err)
 			}
 			// Every voter bootstraps the same configuration.
+			trans.Bind(r)
 			if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 				t.Fatal(err)
 			}

@@ -90,10 +90,51 @@ type Transport struct {
 }
 
 // SetHeartbeatHandler implements raft.Transport: fn answers the group's
-// heartbeats, coalesced ones and single ones from older nodes alike.
+// heartbeats, coalesced ones and single ones from older nodes alike, but
+// only those it can answer safely (see safeHeartbeats).
 func (t *Transport) SetHeartbeatHandler(fn func(raft.RPC)) {
+	if fn != nil {
+		fn = t.safeHeartbeats(fn)
+	}
 	t.NetworkTransport.SetHeartbeatHandler(fn)
 	t.mux.hb.setHandler(t.group, t, fn)
+}
+
+// errHeartbeatRefused answers a heartbeat that only the Raft main loop may
+// handle: the sender counts it as a failed heartbeat, and its next append,
+// which the main loop does handle, carries the news.
+var errHeartbeatRefused = errors.New("heartbeat refused: the receiver is not a follower in the heartbeat's term")
+
+// safeHeartbeats wraps Raft's heartbeat handler so that it runs only when
+// it can change neither the node's term nor its role.
+//
+// hashicorp/raft (v1.7.3, hashicorp/raft#695) answers heartbeats outside
+// its main loop, with the same code as appends, which takes a newer term
+// and steps down to follower. Done outside the main loop, that races with
+// a leader's main loop: a leader that was frozen (SIGSTOP, a long GC or
+// swap) and hears of the new term by heartbeat can still append a client's
+// entry, stamped with the new term, at an index where the new leader has a
+// different entry of that same term. Raft then takes the two for the same
+// entry: the logs diverge, an acknowledged record is replaced, and one is
+// written twice. Likewise a candidate could take a heartbeat's term while
+// its own election for that term is still running.
+//
+// So only a follower already in the heartbeat's term runs the handler,
+// which then can only refresh the leader's contact. A node that would take
+// a newer term or change role from a heartbeat refuses it; the sender's
+// appends and votes, which Raft handles in its main loop, bring the news
+// instead, as they do anyway. Until Bind names the Raft node, every
+// heartbeat is refused.
+func (t *Transport) safeHeartbeats(fn func(raft.RPC)) func(raft.RPC) {
+	return func(rpc raft.RPC) {
+		req, ok := rpc.Command.(*raft.AppendEntriesRequest)
+		r := t.raft.Load()
+		if !ok || r == nil || r.State() != raft.Follower || r.CurrentTerm() != req.Term {
+			rpc.Respond(nil, errHeartbeatRefused)
+			return
+		}
+		fn(rpc)
+	}
 }
 
 // Close implements raft.Transport; it unregisters the group.
