@@ -360,48 +360,41 @@ func appendResponse(b []byte, typ byte, resp any, rpcErr error) []byte {
 	b = appendBytes(b, msg)
 	switch typ {
 	case rpcAppendEntries:
-		r, _ := resp.(*raft.AppendEntriesResponse)
-		if r == nil {
-			r = &raft.AppendEntriesResponse{}
-		}
+		r := responseOr[raft.AppendEntriesResponse](resp)
 		b = appendRPCHeader(b, r.RPCHeader)
 		b = binary.AppendUvarint(b, r.Term)
 		b = binary.AppendUvarint(b, r.LastLog)
 		b = append(b, flag(r.Success, rpcFlagSuccess)|flag(r.NoRetryBackoff, rpcFlagNoRetryBackoff))
 	case rpcRequestVote:
-		r, _ := resp.(*raft.RequestVoteResponse)
-		if r == nil {
-			r = &raft.RequestVoteResponse{}
-		}
+		r := responseOr[raft.RequestVoteResponse](resp)
 		b = appendRPCHeader(b, r.RPCHeader)
 		b = binary.AppendUvarint(b, r.Term)
 		b = appendBytes(b, r.Peers)
 		b = append(b, flag(r.Granted, rpcFlagGranted))
 	case rpcInstallSnapshot:
-		r, _ := resp.(*raft.InstallSnapshotResponse)
-		if r == nil {
-			r = &raft.InstallSnapshotResponse{}
-		}
+		r := responseOr[raft.InstallSnapshotResponse](resp)
 		b = appendRPCHeader(b, r.RPCHeader)
 		b = binary.AppendUvarint(b, r.Term)
 		b = append(b, flag(r.Success, rpcFlagSuccess))
 	case rpcTimeoutNow:
-		r, _ := resp.(*raft.TimeoutNowResponse)
-		if r == nil {
-			r = &raft.TimeoutNowResponse{}
-		}
+		r := responseOr[raft.TimeoutNowResponse](resp)
 		b = appendRPCHeader(b, r.RPCHeader)
 	case rpcRequestPreVote:
-		r, _ := resp.(*raft.RequestPreVoteResponse)
-		if r == nil {
-			r = &raft.RequestPreVoteResponse{}
-		}
+		r := responseOr[raft.RequestPreVoteResponse](resp)
 		b = appendRPCHeader(b, r.RPCHeader)
 		b = binary.AppendUvarint(b, r.Term)
 		b = append(b, flag(r.Granted, rpcFlagGranted))
 	}
 	binary.BigEndian.PutUint32(b[start+1:], uint32(len(b)-start-rpcFrameHeaderLen))
 	return b
+}
+
+// responseOr returns resp if it is a non-nil *T, else a zero T.
+func responseOr[T any](resp any) *T {
+	if r, ok := resp.(*T); ok && r != nil {
+		return r
+	}
+	return new(T)
 }
 
 // decodeResponse decodes the body of a response frame of type typ into
