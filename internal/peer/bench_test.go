@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // elect their leaders, and then do nothing but heartbeat. It reports the
 // process's CPU time (getrusage, user+system) over a fixed window as a
 // percentage of one core per node, and the goroutines and live heap per
-// replica.
+// replica, and the heap in use and resident set per node after the window.
 //
 // N defaults to 1000 (WEIR_PEER_IDLE_GROUPS) and the window to 10s
 // (WEIR_PEER_IDLE_WINDOW); WEIR_PEER_IDLE_PROFILE=file writes a CPU profile
@@ -73,6 +74,10 @@ func BenchmarkIdleGroups(b *testing.B) {
 	b.ReportMetric(perNode, "cpu%/node")
 	b.ReportMetric(float64(runtime.NumGoroutine())/replicas, "goroutines/replica")
 	b.ReportMetric(float64(ms.HeapAlloc)/replicas/1024, "heapKiB/replica")
+	b.ReportMetric(float64(ms.HeapInuse)/nodes/(1<<20), "heapInuseMiB/node")
+	rss := vmRSS(b)
+	b.ReportMetric(float64(rss)/nodes/(1<<20), "rssMiB/node")
+	b.Logf("after the window: heap in use %d MiB, RSS %d MiB (the process: %d nodes)", ms.HeapInuse>>20, rss>>20, nodes)
 	// NB: not an assertion. On a machine too small for the load (3,000
 	// replicas on two cores), a keepalive ping can wait past
 	// ConnectionWriteTimeout during the election storm, and the session is
@@ -86,6 +91,25 @@ func BenchmarkIdleGroups(b *testing.B) {
 		}
 	}
 	b.Logf("idle CPU: %.1f%% of a core per node (%d replicas per node, %v window)", perNode, groups, window)
+}
+
+// vmRSS is the process's resident set size, from /proc/self/status (0
+// where there is none).
+func vmRSS(b *testing.B) uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kib << 10
+		}
+	}
+	return 0
 }
 
 // rusage is the process's user+system CPU time so far.

@@ -25,14 +25,17 @@
 //
 // Every stream a Mux opens starts with a header naming the group it is for.
 // The accepting Mux reads it (under Options.HeaderTimeout) and hands the rest
-// of the stream to that group's [raft.StreamLayer]:
+// of the stream to that group's [Transport] (or [raft.StreamLayer]):
 //
 //	+------+------+------+------+--------+--------+------------------+
-//	| 'W'  | 'P'  | 'R'  | '1'  | length (u16 BE) | group id         |
+//	| 'W'  | 'P'  | 'R'  | '2'  | length (u16 BE) | group id         |
 //	+------+------+------+------+--------+--------+------------------+
 //	  0      1      2      3      4        5        6 .. 6+length-1
 //
-// The magic doubles as the version: a new layout gets a new magic. The
+// The magic doubles as the version of everything on the stream: a new
+// layout, of the header or of what follows it, gets a new magic ("WPR1"
+// carried hashicorp/raft's msgpack RPCs; a node of that build rejects
+// "WPR2" streams at the header, and this one "WPR1"). The
 // length is 1..255 ([MaxGroupIDLen]); the id is opaque bytes. A stream with
 // a bad magic, an empty or oversized id, or a header that does not arrive in
 // time is closed and logged; the Mux keeps serving its other streams.
@@ -72,16 +75,76 @@
 //	           2 no retry backoff)
 //	         | 0x01, error message (bytes, not empty)
 //
-// A frame that does not decode closes the stream. A node of an earlier
-// version closes the stream at once (an unknown group); heartbeats to it
-// then go one by one as Raft sends them, for 30 s before it is asked again.
+// A frame that does not decode closes the stream.
+//
+// # Raft RPCs
+//
+// A [Transport] carries the group's other RPCs on the group's own streams:
+// a client writes a request frame and reads its response frame, then
+// pools the stream (at most TransportConfig.MaxPool per peer, closed after
+// IdleTimeout unused) for its next RPC. An AppendEntries pipeline has a
+// stream of its own with at most two requests unanswered; an
+// InstallSnapshot too, closed after it. The server side answers a stream's
+// requests one at a time, in order. Each way, a frame is
+//
+//	+------+------+------+------+------+--------------------------+
+//	| type | body length (u32 BE)      | body                     |
+//	+------+------+------+------+------+--------------------------+
+//	  0      1 .. 4                      5 .. 5+length-1
+//
+// The length is at most TransportConfig.MaxFrameBytes (128 MiB by
+// default), checked before reading the body. Request types: 1
+// AppendEntries, 2 RequestVote, 3 InstallSnapshot, 4 TimeoutNow, 5
+// RequestPreVote; a response's type is its request's with the high bit
+// set (0x81 .. 0x85). As for heartbeats, integers are unsigned varints, ints (the
+// version fields, the snapshot size) zigzag varints, bytes a varint length
+// and the bytes; flags is one byte whose unnamed bits must be zero.
+//
+//	header    = protocol version (int), id (bytes), addr (bytes)
+//	AppendEntries request = header, term, leader (bytes), prev log entry,
+//	            prev log term, leader commit index, count,
+//	            count × entry, then the data area: each entry's data,
+//	            then its extensions, in entry order, to the end of the body
+//	entry     = index, term, type (u8), flags (1: appended at follows),
+//	            [appended at (int, Unix nanoseconds)],
+//	            data length, extensions length
+//	RequestVote request = header, term, candidate (bytes), last log index,
+//	            last log term, flags (1: leadership transfer)
+//	RequestPreVote request = header, term, last log index, last log term
+//	InstallSnapshot request = header, snapshot version (int), term,
+//	            leader (bytes), last log index, last log term,
+//	            peers (bytes), configuration (bytes), configuration index,
+//	            size (int, >= 0); then, outside the frame, size bytes of
+//	            snapshot before the response comes back
+//	TimeoutNow request = header
+//
+//	response  = error (bytes; empty: none), then the response's fields,
+//	            zero if there is an error:
+//	AppendEntries = header, term, last log, flags (1 success,
+//	            2 no retry backoff)
+//	RequestVote = header, term, peers (bytes), flags (1 granted)
+//	RequestPreVote = header, term, flags (1 granted)
+//	InstallSnapshot = header, term, flags (1 success)
+//	TimeoutNow = header
+//
+// The entries' data sits apart from their table so that a sender writes
+// it straight from Raft's entries and a receiver's entries point into the
+// one buffer it read the body into. An append that would exceed the
+// limit carries fewer entries; Raft sends the rest next. A frame that does
+// not decode (unknown type, bad length, bytes left over or missing) closes
+// its stream, logged at warn; the group's other streams go on. Every
+// request's I/O is bounded by TransportConfig.Timeout (InstallSnapshot's
+// scaled by its size, one timeout per 256 KiB).
 //
 // # Concurrency
 //
 // A Mux runs one goroutine accepting TCP connections, one per yamux session
 // accepting its streams, one short-lived goroutine per new stream while
 // its header is read, one per heartbeat stream it serves and per remote it
-// sends heartbeats to, and one per heartbeat handed to a group; yamux runs
-// three per session. Groups themselves add no
-// goroutine here. Close stops them all and returns after they have exited.
+// sends heartbeats to, one per heartbeat handed to a group, and one that
+// closes the transports' idle pooled streams; yamux runs three per
+// session. A Transport serves each stream it accepts in the goroutine
+// that read the stream's header, and runs two per AppendEntries pipeline
+// (one reads the answers, one hands them to Raft); nothing while idle.
+// Close stops them all and returns after they have exited.
 package peer

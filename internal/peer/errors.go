@@ -18,7 +18,7 @@ var (
 
 // Errors reading a stream header; the stream is closed.
 var (
-	// ErrBadMagic: the stream does not start with "WPR1".
+	// ErrBadMagic: the stream does not start with "WPR2".
 	ErrBadMagic = errors.New("weir/peer: bad stream magic")
 	// ErrBadHeader: the group id length is zero or above MaxGroupIDLen.
 	ErrBadHeader = errors.New("weir/peer: bad stream header")

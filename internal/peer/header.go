@@ -9,7 +9,7 @@ import (
 // Stream header constants: part of the wire format; never change.
 const (
 	// headerMagic starts every stream. It is also the version.
-	headerMagic = "WPR1"
+	headerMagic = "WPR2"
 	// headerFixedLen is the magic plus the u16 group id length.
 	headerFixedLen = len(headerMagic) + 2
 	// MaxGroupIDLen is the longest group id, in bytes.

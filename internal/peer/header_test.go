@@ -19,11 +19,12 @@ func TestHeader(t *testing.T) {
 		{name: "longest", input: appendHeader(nil, strings.Repeat("g", MaxGroupIDLen)), group: strings.Repeat("g", MaxGroupIDLen)},
 		{name: "bad magic", input: []byte("HTTP\x00\x01g"), err: ErrBadMagic},
 		{name: "old version", input: []byte("WPR0\x00\x01g"), err: ErrBadMagic},
-		{name: "empty id", input: []byte("WPR1\x00\x00"), err: ErrBadHeader},
-		{name: "oversized id", input: []byte("WPR1\x01\x00" + strings.Repeat("g", 256)), err: ErrBadHeader},
-		{name: "huge length", input: []byte("WPR1\xff\xff"), err: ErrBadHeader},
+		{name: "msgpack transport version", input: []byte("WPR1\x00\x01g"), err: ErrBadMagic},
+		{name: "empty id", input: []byte("WPR2\x00\x00"), err: ErrBadHeader},
+		{name: "oversized id", input: []byte("WPR2\x01\x00" + strings.Repeat("g", 256)), err: ErrBadHeader},
+		{name: "huge length", input: []byte("WPR2\xff\xff"), err: ErrBadHeader},
 		{name: "short magic", input: []byte("WP"), err: io.ErrUnexpectedEOF},
-		{name: "short id", input: []byte("WPR1\x00\x05ab"), err: io.ErrUnexpectedEOF},
+		{name: "short id", input: []byte("WPR2\x00\x05ab"), err: io.ErrUnexpectedEOF},
 		{name: "empty", input: nil, err: io.EOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,8 +66,8 @@ func TestValidGroupID(t *testing.T) {
 // re-encodes to the bytes it consumed.
 func FuzzReadHeader(f *testing.F) {
 	f.Add(appendHeader(nil, "orders-3"))
-	f.Add([]byte("WPR1\xff\xff"))
-	f.Add([]byte("WPR1\x00\x00"))
+	f.Add([]byte("WPR2\xff\xff"))
+	f.Add([]byte("WPR2\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		group, err := readHeader(r)

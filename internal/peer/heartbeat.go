@@ -3,7 +3,6 @@ package peer
 import (
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -41,15 +40,6 @@ type heartbeatCall struct {
 	err   error
 	done  chan struct{}
 }
-
-// errLegacyPeer: the remote node does not serve coalesced heartbeats (an
-// older version); its groups get their heartbeats one by one, as before.
-var errLegacyPeer = errors.New("weir/peer: remote node does not take coalesced heartbeats")
-
-// legacyRecheck is how long a remote found not to serve coalesced
-// heartbeats gets them one by one before it is asked again (it may have
-// been upgraded).
-const legacyRecheck = 30 * time.Second
 
 func newHeartbeats(m *Mux) *heartbeats {
 	return &heartbeats{m: m, handlerOf: make(map[string]*heartbeatHandler), handling: make(map[string]bool),
@@ -101,8 +91,7 @@ const errBusy = "follower busy: answer not ready"
 // call sends the heartbeat req of group to the node at addr, with the
 // heartbeats of other groups to that node, and fills resp with the
 // follower's answer. The answer comes from a request sent after call
-// started. It returns errLegacyPeer if the remote takes no coalesced
-// heartbeats.
+// started.
 func (h *heartbeats) call(addr, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	s, err := h.sender(addr)
 	if err != nil {
@@ -148,20 +137,14 @@ type heartbeatSender struct {
 	mu      sync.Mutex
 	pending []*heartbeatCall
 	closed  bool
-	// legacyUntil: before it, heartbeats to addr go one by one.
-	legacyUntil time.Time
 }
 
 // enqueue adds c to the next batch.
 func (s *heartbeatSender) enqueue(c *heartbeatCall) error {
 	s.mu.Lock()
-	switch {
-	case s.closed:
+	if s.closed {
 		s.mu.Unlock()
 		return ErrClosed
-	case time.Now().Before(s.legacyUntil):
-		s.mu.Unlock()
-		return errLegacyPeer
 	}
 	s.pending = append(s.pending, c)
 	s.mu.Unlock()
@@ -243,8 +226,7 @@ func batchLen(calls []*heartbeatCall) int {
 // the batch.
 func (s *heartbeatSender) exchange(batch []*heartbeatCall) {
 	m := s.h.m
-	fresh := s.stream == nil
-	if fresh {
+	if s.stream == nil {
 		st, err := m.dial(heartbeatGroup, s.addr, m.opts.HeartbeatTimeout)
 		if err != nil {
 			finish(batch, err)
@@ -255,15 +237,6 @@ func (s *heartbeatSender) exchange(batch []*heartbeatCall) {
 	results, err := s.roundTrip(batch)
 	if err != nil {
 		abortStream(s.stream)
-		if fresh && errors.Is(err, io.EOF) && !s.stream.Session().IsClosed() {
-			// A Mux closes a stream for a group it does not know at
-			// once: the remote is an older weir.
-			s.mu.Lock()
-			s.legacyUntil = time.Now().Add(legacyRecheck)
-			s.mu.Unlock()
-			m.logger.Info("peer takes no coalesced heartbeats; sending them one by one", "remote", s.addr)
-			err = errLegacyPeer
-		}
 		s.stream = nil
 		finish(batch, err)
 		return

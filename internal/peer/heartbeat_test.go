@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,42 +116,6 @@ func TestLeaderWithoutFollowersStepsDown(t *testing.T) {
 	}
 }
 
-// A node that does not serve coalesced heartbeats (an older weir) gets its
-// groups' heartbeats one by one, and its groups keep their leaders.
-func TestHeartbeatsToAnOlderNode(t *testing.T) {
-	const nodes, groups = 2, 4
-	c := startMixedRaftCluster(t, nodes, groups, func(node int) Options {
-		return Options{noHeartbeatService: node == 1}
-	}, quickRaft)
-	c.waitLeaders(t, 60*time.Second)
-	// Each node must lead a group, so that heartbeats go both ways.
-	for node := range nodes {
-		if !slices.ContainsFunc(c.leaders(), func(r *raft.Raft) bool { return leads(c, r, node) }) {
-			if err := c.leaders()[0].LeadershipTransfer().Error(); err != nil {
-				t.Fatal(err)
-			}
-			c.waitLeaders(t, 30*time.Second)
-		}
-	}
-	// Two voters: each leader needs the other node's answer.
-	verifyAll(t, c)
-	if c.muxes[1].Stats().HeartbeatBatches == 0 {
-		t.Error("the older node's heartbeats to the newer went one by one")
-	}
-	c.muxes[0].hb.mu.Lock()
-	s := c.muxes[0].hb.senders[c.muxes[1].Addr().String()]
-	c.muxes[0].hb.mu.Unlock()
-	if s == nil {
-		t.Fatal("node 0 sent no heartbeat to the older node")
-	}
-	s.mu.Lock()
-	legacy := time.Now().Before(s.legacyUntil)
-	s.mu.Unlock()
-	if !legacy {
-		t.Error("node 0 has not marked the older node")
-	}
-}
-
 // A heartbeat with a newer term must not depose a leader from outside its
 // main loop (see Transport.safeHeartbeats): the leader refuses it and keeps
 // its term and role.
@@ -254,7 +217,7 @@ func TestHeartbeatStreamRejectsBadFrames(t *testing.T) {
 	// b still answers a good request, for a group it does not have.
 	err := a.hb.call(b.Addr().String(), "nobody", &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x")},
 		&raft.AppendEntriesResponse{})
-	if err == nil || errors.Is(err, errLegacyPeer) {
+	if err == nil {
 		t.Fatalf("heartbeat for an unknown group: %v, want the follower's error", err)
 	}
 	t.Log(err)

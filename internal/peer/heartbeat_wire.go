@@ -70,7 +70,7 @@ type heartbeatEntry struct {
 
 // decodeHeartbeatRequest decodes a request body.
 func decodeHeartbeatRequest(body []byte) ([]heartbeatEntry, error) {
-	d := decoder{b: body}
+	d := decoder{b: body, bad: errBadHeartbeatFrame}
 	n := d.uvarint()
 	// NB: every entry takes at least 6 bytes, so a count the body cannot
 	// hold is refused before allocating for it.
@@ -132,7 +132,7 @@ func appendHeartbeatResponse(b []byte, results []heartbeatResult) []byte {
 // decodeHeartbeatResponse decodes a response body that answers want
 // heartbeats.
 func decodeHeartbeatResponse(body []byte, want int) ([]heartbeatResult, error) {
-	d := decoder{b: body}
+	d := decoder{b: body, bad: errBadHeartbeatFrame}
 	if n := d.uvarint(); d.err != nil || n != uint64(want) {
 		return nil, fmt.Errorf("%w: %d results for %d heartbeats", errBadHeartbeatFrame, n, want)
 	}
@@ -182,57 +182,4 @@ func readHeartbeatFrame(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("read heartbeat frame: %w", err)
 	}
 	return body, nil
-}
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
-// decoder reads the fields of a body; the first error sticks and makes
-// every later read return zero values.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = fmt.Errorf("%w: bad varint", errBadHeartbeatFrame)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.err = fmt.Errorf("%w: truncated", errBadHeartbeatFrame)
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-// bytes returns a length-prefixed field, pointing into the body.
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.err = fmt.Errorf("%w: field of %d bytes, %d left", errBadHeartbeatFrame, n, len(d.b))
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
 }

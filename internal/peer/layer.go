@@ -19,14 +19,27 @@ import (
 // It fails with ErrInvalidGroupID, with ErrGroupRegistered if group is
 // registered already, or with ErrClosed.
 func (m *Mux) StreamLayer(group string) (raft.StreamLayer, error) {
+	return m.register(group, nil, nil)
+}
+
+// register registers group on m. If serve is not nil, each stream
+// accepted for the group is handed to serve, in the Mux goroutine that
+// read its header, instead of being queued for Accept; serve returns when
+// it is done with the stream. If sweep is not nil, the Mux calls it every
+// Options.idleSweepInterval (from one goroutine) until the layer closes.
+func (m *Mux) register(group string, serve func(*conn), sweep func(now time.Time)) (*layer, error) {
 	if err := validGroupID(group); err != nil {
 		return nil, err
 	}
 	l := &layer{
 		mux:   m,
 		group: group,
-		queue: make(chan *conn, m.opts.MaxPendingStreams),
+		serve: serve,
+		sweep: sweep,
 		done:  make(chan struct{}),
+	}
+	if serve == nil {
+		l.queue = make(chan *conn, m.opts.MaxPendingStreams)
 	}
 	l.mu.conns = make(map[*conn]struct{})
 	m.mu.Lock()
@@ -45,8 +58,12 @@ func (m *Mux) StreamLayer(group string) (raft.StreamLayer, error) {
 type layer struct {
 	mux   *Mux
 	group string
-	// queue holds accepted streams that Accept has not returned yet.
+	// queue holds accepted streams that Accept has not returned yet (nil
+	// if serve takes them).
 	queue chan *conn
+	// serve and sweep: see register.
+	serve func(*conn)
+	sweep func(now time.Time)
 	// done is closed by shutdown.
 	done chan struct{}
 
@@ -104,12 +121,17 @@ func (l *layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	return c, nil
 }
 
-// enqueue hands an accepted stream to the group. It fails if the layer is
-// closed or its queue is full; the caller closes st.
+// enqueue hands an accepted stream to the group: to serve, which returns
+// when the stream is done, or to the queue for Accept. It fails if the
+// layer is closed or its queue is full; the caller closes st.
 func (l *layer) enqueue(st *yamux.Stream) error {
 	c, err := l.track(st)
 	if err != nil {
 		return err
+	}
+	if l.serve != nil {
+		l.serve(c)
+		return nil
 	}
 	select {
 	case l.queue <- c:
@@ -154,6 +176,9 @@ func (l *layer) shutdown() {
 		c.abort()
 	}
 	// The queue's streams were in conns; empty it so they can be freed.
+	if l.queue == nil {
+		return
+	}
 	for {
 		select {
 		case <-l.queue:
@@ -189,8 +214,9 @@ func (c *conn) Close() error {
 	return err
 }
 
-// abort closes the stream and fails its Reads and Writes in progress.
+// abort closes the stream, fails its Reads and Writes in progress, and
+// forgets it.
 func (c *conn) abort() {
-	c.once.Do(func() {}) // a later Close is a no-op
+	c.once.Do(func() { c.layer.untrack(c) }) // a later Close is a no-op
 	abortStream(c.Stream)
 }

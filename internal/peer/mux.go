@@ -111,12 +111,45 @@ func Listen(addr string, opts Options) (*Mux, error) {
 	m.mu.remotes = make(map[string]*remote)
 	m.mu.sessions = make(map[*yamux.Session]bool)
 	m.hb = newHeartbeats(m)
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.acceptLoop()
 	}()
+	go func() {
+		defer m.wg.Done()
+		m.sweepLoop()
+	}()
 	return m, nil
+}
+
+// sweepLoop calls the sweep function of every layer that has one (the
+// transports close their idle pooled streams) every idleSweepInterval
+// until Close.
+func (m *Mux) sweepLoop() {
+	ticker := time.NewTicker(m.opts.idleSweepInterval)
+	defer ticker.Stop()
+	var sweeps []func(time.Time)
+	for {
+		select {
+		case now := <-ticker.C:
+			m.mu.Lock()
+			for _, l := range m.mu.groups {
+				if l.sweep != nil {
+					sweeps = append(sweeps, l.sweep)
+				}
+			}
+			m.mu.Unlock()
+			// NB: outside m.mu: a sweep takes its transport's lock.
+			for i, sweep := range sweeps {
+				sweep(now)
+				sweeps[i] = nil
+			}
+			sweeps = sweeps[:0]
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 // Addr is the advertised address: what other nodes dial, and what every
@@ -313,7 +346,7 @@ func (m *Mux) routeStream(st *yamux.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	if group == heartbeatGroup && !m.opts.noHeartbeatService {
+	if group == heartbeatGroup {
 		m.hb.serve(st)
 		return
 	}

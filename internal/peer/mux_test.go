@@ -271,9 +271,9 @@ func TestBadStreamsClosed(t *testing.T) {
 		header []byte
 	}{
 		{"bad magic", []byte("GET / HTTP/1.1\r\n")},
-		{"oversized id", append([]byte("WPR1\x01\x00"), strings.Repeat("g", 256)...)},
-		{"empty id", []byte("WPR1\x00\x00")},
-		{"slow header", []byte("WPR1\x00")}, // never completed
+		{"oversized id", append([]byte("WPR2\x01\x00"), strings.Repeat("g", 256)...)},
+		{"empty id", []byte("WPR2\x00\x00")},
+		{"slow header", []byte("WPR2\x00")}, // never completed
 		{"unknown group", appendHeader(nil, "nope")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

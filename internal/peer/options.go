@@ -81,10 +81,14 @@ type Options struct {
 	// HeartbeatTimeout: see DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
 
-	// noHeartbeatService makes the Mux refuse the heartbeat stream, as a
-	// weir before coalesced heartbeats does (tests).
-	noHeartbeatService bool
+	// idleSweepInterval is how often transports look for idle pooled
+	// streams to close (defaultIdleSweepInterval; tests set it shorter).
+	idleSweepInterval time.Duration
 }
+
+// defaultIdleSweepInterval: see Options.idleSweepInterval. A pooled stream
+// idle for a transport's IdleTimeout is closed within this much more.
+const defaultIdleSweepInterval = 10 * time.Second
 
 // EnsureDefaults returns a copy of o with every zero field set to its
 // default, or an error if a field is out of range.
@@ -124,6 +128,9 @@ func (o Options) EnsureDefaults() (Options, error) {
 	}
 	if o.HeartbeatTimeout == 0 {
 		o.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if o.idleSweepInterval <= 0 {
+		o.idleSweepInterval = defaultIdleSweepInterval
 	}
 	return o, nil
 }

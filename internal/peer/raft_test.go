@@ -61,13 +61,6 @@ type raftGroup struct {
 // cleanup shuts every Raft down, then closes transports and muxes.
 func startRaftCluster(t testing.TB, nodes, groups int, opts Options, tune func(*raft.Config)) *raftCluster {
 	t.Helper()
-	return startMixedRaftCluster(t, nodes, groups, func(int) Options { return opts }, tune)
-}
-
-// startMixedRaftCluster is startRaftCluster with each node's Mux options
-// given by opts(node).
-func startMixedRaftCluster(t testing.TB, nodes, groups int, opts func(node int) Options, tune func(*raft.Config)) *raftCluster {
-	t.Helper()
 	c := &raftCluster{}
 	var transports []*Transport
 	t.Cleanup(func() {
@@ -91,7 +84,7 @@ func startMixedRaftCluster(t testing.TB, nodes, groups int, opts func(node int) 
 	})
 	var servers []raft.Server
 	for i := 0; i < nodes; i++ {
-		m, err := Listen("127.0.0.1:0", opts(i))
+		m, err := Listen("127.0.0.1:0", opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,15 +3,14 @@ package peer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-
-	"weir/internal/raftlog"
 )
 
 // Defaults for the zero values of TransportConfig.
@@ -20,26 +19,40 @@ const (
 	// uses one at a time per peer for heartbeats and one for appends.
 	DefaultMaxPool = 2
 	// DefaultTransportTimeout bounds a Dial and every RPC's I/O (scaled up
-	// by Raft for InstallSnapshot).
+	// for InstallSnapshot, see snapshotTimeoutScale).
 	DefaultTransportTimeout = 5 * time.Second
+	// DefaultIdleTimeout is how long a pooled stream may go unused before
+	// it is closed: a peer this group no longer sends to (it stopped
+	// leading) costs nothing after it.
+	DefaultIdleTimeout = time.Minute
 )
+
+// snapshotTimeoutScale: an InstallSnapshot's I/O deadline is the timeout
+// times its size in units of this many bytes (at least the timeout), as
+// NetworkTransport's TimeoutScale.
+const snapshotTimeoutScale = 256 << 10
 
 // TransportConfig configures NewTransport. Zero values mean defaults.
 type TransportConfig struct {
-	// Logger receives Raft's transport errors (at warn). Default: discard.
+	// Logger receives the transport's warnings: streams closed for bad
+	// frames. Default: discard.
 	Logger *slog.Logger
 	// MaxPool: see DefaultMaxPool.
 	MaxPool int
 	// Timeout: see DefaultTransportTimeout.
 	Timeout time.Duration
+	// IdleTimeout: see DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxFrameBytes bounds the body of an RPC frame this transport reads,
+	// and the appends it sends (see DefaultMaxFrameBytes).
+	MaxFrameBytes int
 }
 
-// NewTransport registers group on m and returns a Raft transport over it (a
-// NetworkTransport; see Transport for what it adds). Closing the transport
-// unregisters the group.
+// NewTransport registers group on m and returns a Raft transport over it.
+// Closing the transport unregisters the group.
 func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error) {
-	if cfg.MaxPool < 0 || cfg.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative MaxPool or Timeout", ErrInvalidOptions)
+	if cfg.MaxPool < 0 || cfg.Timeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxFrameBytes < 0 {
+		return nil, fmt.Errorf("%w: negative MaxPool, Timeout, IdleTimeout or MaxFrameBytes", ErrInvalidOptions)
 	}
 	if cfg.MaxPool == 0 {
 		cfg.MaxPool = DefaultMaxPool
@@ -47,28 +60,47 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTransportTimeout
 	}
-	var logger hclog.Logger = hclog.NewNullLogger()
-	if cfg.Logger != nil {
-		logger = raftlog.New(cfg.Logger.With("group", group), "raft-net")
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	stream, err := m.StreamLayer(group)
+	if cfg.MaxFrameBytes == 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Transport{
+		mux:        m,
+		group:      group,
+		cfg:        cfg,
+		logger:     cfg.Logger.With("component", "raft-transport", "group", group),
+		consumeCh:  make(chan raft.RPC),
+		shutdownCh: make(chan struct{}),
+	}
+	t.mu.pool = make(map[raft.ServerAddress][]*rpcConn)
+	t.mu.pipelines = make(map[*pipeline]struct{})
+	l, err := m.register(group, t.serve, t.sweep)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: cfg.MaxPool,
-		Timeout: cfg.Timeout,
-		Logger:  logger,
-	}), mux: m, group: group}, nil
+	t.layer = l
+	return t, nil
 }
 
-// Transport is a Raft NetworkTransport whose heartbeats travel coalesced
-// with those of the node's other groups (heartbeat.go), and with two fixes
-// for hashicorp/raft 1.7.3: its AppendEntries pipelines cannot deadlock
-// (AppendEntriesPipeline, pipeline.go), and a leader's appends to a
-// follower it cannot reach are retried here with a short capped backoff
-// rather than handed back to Raft (AppendEntries).
+// Transport is a group's raft.Transport over a Mux: each Raft RPC is a
+// frame of weir's own binary format ("Raft RPCs" in the package
+// documentation) on a yamux stream of the group, and its heartbeats
+// travel coalesced with those of the node's other groups (heartbeat.go).
+// It replaces hashicorp/raft's NetworkTransport, whose 512 KiB of buffers
+// per connection made up nearly all of the memory of a node hosting a
+// thousand groups, and whose msgpack codec spent CPU on reflection. Its
+// streams are cheap: they have no buffers while idle, and a pooled
+// stream unused for IdleTimeout is closed.
+//
+// It keeps two fixes for hashicorp/raft 1.7.3: its AppendEntries
+// pipelines cannot deadlock (AppendEntriesPipeline, pipeline.go), and a
+// leader's appends to a follower it cannot reach are retried here with a
+// short capped backoff rather than handed back to Raft (AppendEntries).
 //
 // Why the retries: hashicorp/raft backs off a follower's replication after
 // each failed append, 10 ms doubling up to 10.24 s (replicateTo; unlike its
@@ -83,20 +115,60 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 // The retries need to know that the Raft node still leads: Bind it. An
 // unbound transport does not retry.
 type Transport struct {
-	*raft.NetworkTransport
-	mux   *Mux
-	group string
-	raft  atomic.Pointer[raft.Raft]
+	mux    *Mux
+	group  string
+	cfg    TransportConfig
+	logger *slog.Logger
+	layer  *layer
+	raft   atomic.Pointer[raft.Raft]
+
+	// consumeCh hands requests to Raft; shutdownCh is closed by Close.
+	consumeCh   chan raft.RPC
+	shutdownCh  chan struct{}
+	heartbeatFn atomic.Pointer[func(raft.RPC)]
+
+	// wg counts the goroutines serving accepted streams; Close waits.
+	wg sync.WaitGroup
+
+	// mu guards the pool and the open pipelines. No I/O under it but
+	// non-blocking closes of yamux streams.
+	mu struct {
+		sync.Mutex
+		closed bool
+		// pool holds idle streams by target, the most recently used last.
+		pool      map[raft.ServerAddress][]*rpcConn
+		pipelines map[*pipeline]struct{}
+	}
 }
 
+var (
+	_ raft.Transport   = (*Transport)(nil)
+	_ raft.WithClose   = (*Transport)(nil)
+	_ raft.WithPreVote = (*Transport)(nil)
+)
+
+// Consumer implements raft.Transport.
+func (t *Transport) Consumer() <-chan raft.RPC { return t.consumeCh }
+
+// LocalAddr implements raft.Transport: the Mux's advertised address.
+func (t *Transport) LocalAddr() raft.ServerAddress { return raft.ServerAddress(t.mux.Addr().String()) }
+
+// EncodePeer implements raft.Transport.
+func (t *Transport) EncodePeer(_ raft.ServerID, addr raft.ServerAddress) []byte { return []byte(addr) }
+
+// DecodePeer implements raft.Transport.
+func (t *Transport) DecodePeer(b []byte) raft.ServerAddress { return raft.ServerAddress(b) }
+
 // SetHeartbeatHandler implements raft.Transport: fn answers the group's
-// heartbeats, coalesced ones and single ones from older nodes alike, but
-// only those it can answer safely (see safeHeartbeats).
+// heartbeats, coalesced ones and any that come as an AppendEntries RPC,
+// but only those it can answer safely (see safeHeartbeats).
 func (t *Transport) SetHeartbeatHandler(fn func(raft.RPC)) {
-	if fn != nil {
+	if fn == nil {
+		t.heartbeatFn.Store(nil)
+	} else {
 		fn = t.safeHeartbeats(fn)
+		t.heartbeatFn.Store(&fn)
 	}
-	t.NetworkTransport.SetHeartbeatHandler(fn)
 	t.mux.hb.setHandler(t.group, t, fn)
 }
 
@@ -137,10 +209,41 @@ func (t *Transport) safeHeartbeats(fn func(raft.RPC)) func(raft.RPC) {
 	}
 }
 
-// Close implements raft.Transport; it unregisters the group.
+// IsShutdown reports whether Close has been called.
+func (t *Transport) IsShutdown() bool {
+	select {
+	case <-t.shutdownCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close implements raft.WithClose: it unregisters the group, closes its
+// streams and pipelines, and returns once every goroutine of the
+// transport has exited. Later calls do nothing.
 func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.mu.closed = true
+	clear(t.mu.pool) // the layer closes their streams
+	pipelines := make([]*pipeline, 0, len(t.mu.pipelines))
+	for p := range t.mu.pipelines {
+		pipelines = append(pipelines, p)
+	}
+	t.mu.Unlock()
+
 	t.mux.hb.setHandler(t.group, t, nil)
-	return t.NetworkTransport.Close()
+	close(t.shutdownCh)
+	t.layer.Close() // fails every stream's I/O in progress
+	for _, p := range pipelines {
+		p.Close()
+	}
+	t.wg.Wait()
+	return nil
 }
 
 // Bind names the Raft node that uses the transport: appends are retried
@@ -160,13 +263,9 @@ const appendRetryMin = 10 * time.Millisecond
 // and its entries are still in the leader's log.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if isHeartbeat(args) {
-		err := t.mux.hb.call(string(target), t.group, args, resp)
-		if !errors.Is(err, errLegacyPeer) {
-			return err
-		}
-		return t.NetworkTransport.AppendEntries(id, target, args, resp)
+		return t.mux.hb.call(string(target), t.group, args, resp)
 	}
-	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	err := t.call(target, args, resp)
 	r := t.raft.Load()
 	if err == nil || r == nil {
 		return err
@@ -180,7 +279,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 		if !t.replicating(r, id, args.Term) {
 			return err
 		}
-		if err = t.NetworkTransport.AppendEntries(id, target, args, resp); err == nil {
+		if err = t.call(target, args, resp); err == nil {
 			return nil
 		}
 	}
@@ -205,4 +304,176 @@ func (t *Transport) replicating(r *raft.Raft, id raft.ServerID, term uint64) boo
 func isHeartbeat(a *raft.AppendEntriesRequest) bool {
 	return a.Term != 0 && a.PrevLogEntry == 0 && a.PrevLogTerm == 0 &&
 		len(a.Entries) == 0 && a.LeaderCommitIndex == 0
+}
+
+// RequestVote implements raft.Transport.
+func (t *Transport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	return t.call(target, args, resp)
+}
+
+// RequestPreVote implements raft.WithPreVote.
+func (t *Transport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return t.call(target, args, resp)
+}
+
+// TimeoutNow implements raft.Transport.
+func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	return t.call(target, args, resp)
+}
+
+// call sends req to target on a pooled (or new) stream and reads resp,
+// all within the timeout. A stream that fails is closed; one that gets
+// an answer, even an error, goes back to the pool.
+func (t *Transport) call(target raft.ServerAddress, req, resp any) error {
+	c, err := t.getConn(target)
+	if err != nil {
+		return err
+	}
+	c.SetDeadline(time.Now().Add(t.cfg.Timeout))
+	if err := c.send(req, t.cfg.MaxFrameBytes); err != nil {
+		c.abort()
+		return err
+	}
+	remoteErr, err := c.receive(resp, t.cfg.MaxFrameBytes)
+	if err != nil {
+		c.abort()
+		return err
+	}
+	t.returnConn(c)
+	if remoteErr != "" {
+		return errors.New(remoteErr)
+	}
+	return nil
+}
+
+// InstallSnapshot implements raft.Transport: the request, then the
+// snapshot's args.Size bytes read from data, then the response, on a
+// stream of its own that is closed after (its state is unknown if the
+// install fails halfway). The deadline is the timeout scaled by the size.
+func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	c, err := t.getConn(target)
+	if err != nil {
+		return err
+	}
+	defer c.abort()
+	c.SetDeadline(time.Now().Add(t.snapshotTimeout(args.Size)))
+	if err := c.send(args, t.cfg.MaxFrameBytes); err != nil {
+		return err
+	}
+	// NB: straight to the stream in large writes; the request is flushed.
+	if _, err := io.CopyBuffer(c.conn, data, make([]byte, 64<<10)); err != nil {
+		return fmt.Errorf("weir/peer: send snapshot: %w", err)
+	}
+	remoteErr, err := c.receive(resp, t.cfg.MaxFrameBytes)
+	if err != nil {
+		return err
+	}
+	if remoteErr != "" {
+		return errors.New(remoteErr)
+	}
+	return nil
+}
+
+// snapshotTimeout is the I/O deadline for a snapshot of size bytes.
+func (t *Transport) snapshotTimeout(size int64) time.Duration {
+	return max(t.cfg.Timeout, t.cfg.Timeout*time.Duration(size/snapshotTimeoutScale))
+}
+
+// getConn returns the most recently used pooled stream to target, or
+// dials one.
+func (t *Transport) getConn(target raft.ServerAddress) (*rpcConn, error) {
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return nil, raft.ErrTransportShutdown
+	}
+	if conns := t.mu.pool[target]; len(conns) > 0 {
+		c := conns[len(conns)-1]
+		conns[len(conns)-1] = nil
+		t.mu.pool[target] = conns[:len(conns)-1]
+		t.mu.Unlock()
+		return c, nil
+	}
+	t.mu.Unlock()
+	nc, err := t.layer.Dial(target, t.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &rpcConn{conn: nc.(*conn), target: target}, nil
+}
+
+// returnConn pools c for reuse, or closes it if the pool is full.
+func (t *Transport) returnConn(c *rpcConn) {
+	c.lastUsed = time.Now()
+	t.mu.Lock()
+	if conns := t.mu.pool[c.target]; !t.mu.closed && len(conns) < t.cfg.MaxPool {
+		t.mu.pool[c.target] = append(conns, c)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	c.Close()
+}
+
+// sweep closes the pooled streams idle for IdleTimeout (the Mux calls it
+// periodically).
+func (t *Transport) sweep(now time.Time) {
+	var idle []*rpcConn
+	t.mu.Lock()
+	for target, conns := range t.mu.pool {
+		// The pool is in order of use: the idle ones come first.
+		n := 0
+		for n < len(conns) && now.Sub(conns[n].lastUsed) >= t.cfg.IdleTimeout {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		idle = append(idle, conns[:n]...)
+		if n == len(conns) {
+			delete(t.mu.pool, target)
+		} else {
+			t.mu.pool[target] = slices.Clone(conns[n:])
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range idle {
+		c.Close() // the peer reads EOF, and its serving goroutine ends
+	}
+}
+
+// rpcConn is a client stream of the transport. It holds no buffer between
+// RPCs: a write buffer is borrowed for each request.
+type rpcConn struct {
+	*conn
+	target raft.ServerAddress
+	// lastUsed is when the stream was last returned to the pool.
+	lastUsed time.Time
+}
+
+// streamBufferSize is the write buffer of a stream while it writes a
+// request. Writes larger than it (the entries of an append) go straight
+// to the stream.
+const streamBufferSize = 4 << 10
+
+var writerPool = sync.Pool{New: func() any { return newStreamWriter() }}
+
+// send writes req and flushes it.
+func (c *rpcConn) send(req any, maxBody int) error {
+	w := writerPool.Get().(*streamWriter)
+	defer w.release()
+	w.Reset(c.conn)
+	if _, err := writeRequest(w, w.AvailableBuffer(), req, maxBody); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// receive reads the response to the request sent, into resp.
+func (c *rpcConn) receive(resp any, maxBody int) (string, error) {
+	typ, body, err := readFrame(c.conn, maxBody, nil)
+	if err != nil {
+		return "", err
+	}
+	return decodeResponse(typ, body, resp)
 }
