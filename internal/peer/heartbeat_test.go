@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -116,36 +117,77 @@ func TestLeaderWithoutFollowersStepsDown(t *testing.T) {
 	}
 }
 
-// A heartbeat with a newer term must not depose a leader from outside its
-// main loop (see Transport.safeHeartbeats): the leader refuses it and keeps
-// its term and role.
-func TestHeartbeatNeverChangesTermOrRole(t *testing.T) {
-	c := startRaftCluster(t, 3, 1, Options{}, quickRaft)
-	c.waitLeaders(t, 30*time.Second)
-	g := c.groups[0]
-	leader := g.leader()
-	var node int
-	for i, r := range g.rafts {
-		if r == leader {
-			node = i
+// Only a follower in the heartbeat's term answers it on the spot (see
+// Transport.safeHeartbeats); a heartbeat that would change the term or the
+// role goes to Raft's main loop, through the transport's Consumer.
+func TestHeartbeatsThatChangeTermOrRoleGoToTheMainLoop(t *testing.T) {
+	// A Raft node that is not bootstrapped stays a follower in term 0; a
+	// bootstrapped single voter leads. Their own transports are in-memory,
+	// so nothing but this test reads the consumer channel of tr.
+	newRaft := func(bootstrap bool) *raft.Raft {
+		conf := raft.DefaultConfig()
+		conf.LocalID = "solo"
+		conf.Logger = hclog.NewNullLogger()
+		quickRaft(conf)
+		store := raft.NewInmemStore()
+		addr, trans := raft.NewInmemTransport("")
+		r, err := raft.NewRaft(conf, &countFSM{}, store, store, raft.NewInmemSnapshotStore(), trans)
+		if err != nil {
+			t.Fatal(err)
 		}
+		t.Cleanup(func() { r.Shutdown().Error() })
+		if bootstrap {
+			err := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: addr}}}).Error()
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "the single voter to lead", func() bool { return r.State() == raft.Leader })
+		}
+		return r
 	}
-	term := leader.CurrentTerm()
-	// No election reaches this term while the test runs, so the heartbeat
-	// could only have come to that term by being taken.
-	newer := term + 1000
-	from := c.muxes[(node+1)%len(c.muxes)]
-	req := &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ID: []byte("usurper"), Addr: []byte(from.Addr().String())},
-		Term:      newer, Leader: []byte(from.Addr().String()),
-	}
-	resp := &raft.AppendEntriesResponse{}
-	err := from.hb.call(c.muxes[node].Addr().String(), g.name, req, resp)
-	if err == nil || !strings.Contains(err.Error(), errHeartbeatRefused.Error()) {
-		t.Fatalf("heartbeat of term %d to the leader of term %d: %+v, %v; want refused", newer, term, resp, err)
-	}
-	if got := leader.CurrentTerm(); got >= newer {
-		t.Fatalf("the leader took the heartbeat's term %d (now %d, state %v)", newer, got, leader.State())
+	follower, leader := newRaft(false), newRaft(true)
+	for _, tc := range []struct {
+		name      string
+		r         *raft.Raft
+		term      uint64
+		onTheSpot bool
+	}{
+		{"follower, its own term", follower, follower.CurrentTerm(), true},
+		{"follower, a newer term", follower, follower.CurrentTerm() + 1, false},
+		{"leader, its own term", leader, leader.CurrentTerm(), false},
+		{"leader, a newer term", leader, leader.CurrentTerm() + 1, false},
+		{"not bound yet", nil, 0, false},
+	} {
+		tr := &Transport{consumeCh: make(chan raft.RPC), shutdownCh: make(chan struct{})}
+		if tc.r != nil {
+			tr.Bind(tc.r)
+		}
+		// Stand in for the main loop: answer what comes to the consumer.
+		queued := make(chan bool, 1)
+		go func() {
+			select {
+			case rpc := <-tr.consumeCh:
+				rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+				queued <- true
+			case <-tr.shutdownCh:
+				queued <- false
+			}
+		}()
+		handled := false
+		answer := make(chan raft.RPCResponse, 1)
+		h := tr.safeHeartbeats(func(rpc raft.RPC) {
+			handled = true
+			rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
+		})
+		h(raft.RPC{Command: &raft.AppendEntriesRequest{Term: tc.term, Leader: []byte("x")}, RespChan: answer})
+		if len(answer) != 1 {
+			t.Errorf("%s: not answered when the handler returned", tc.name)
+		}
+		close(tr.shutdownCh)
+		if q := <-queued; handled != tc.onTheSpot || q == tc.onTheSpot {
+			t.Errorf("%s: handled on the spot %v, queued for the main loop %v; want on the spot %v",
+				tc.name, handled, q, tc.onTheSpot)
+		}
 	}
 }
 

@@ -172,13 +172,9 @@ func (t *Transport) SetHeartbeatHandler(fn func(raft.RPC)) {
 	t.mux.hb.setHandler(t.group, t, fn)
 }
 
-// errHeartbeatRefused answers a heartbeat that only the Raft main loop may
-// handle: the sender counts it as a failed heartbeat, and its next append,
-// which the main loop does handle, carries the news.
-var errHeartbeatRefused = errors.New("heartbeat refused: the receiver is not a follower in the heartbeat's term")
-
 // safeHeartbeats wraps Raft's heartbeat handler so that it runs only when
-// it can change neither the node's term nor its role.
+// it can change neither the node's term nor its role; every other
+// heartbeat goes to Raft's main loop, like an append.
 //
 // hashicorp/raft (v1.7.3, hashicorp/raft#695) answers heartbeats outside
 // its main loop, with the same code as appends, which takes a newer term
@@ -191,21 +187,37 @@ var errHeartbeatRefused = errors.New("heartbeat refused: the receiver is not a f
 // written twice. Likewise a candidate could take a heartbeat's term while
 // its own election for that term is still running.
 //
-// So only a follower already in the heartbeat's term runs the handler,
-// which then can only refresh the leader's contact. A node that would take
-// a newer term or change role from a heartbeat refuses it; the sender's
-// appends and votes, which Raft handles in its main loop, bring the news
-// instead, as they do anyway. Until Bind names the Raft node, every
-// heartbeat is refused.
+// So only a follower already in the heartbeat's term runs the handler on
+// the spot, where it can only refresh the leader's contact. A heartbeat
+// that brings a newer term, or finds a leader or a candidate, waits for
+// the main loop, which takes the term and steps down safely. (Refusing
+// those instead cost dearly: followers that had missed an election never
+// heard from its winner, timed out, and started elections of their own.)
+// Until Bind names the Raft node, every heartbeat goes to the main loop.
 func (t *Transport) safeHeartbeats(fn func(raft.RPC)) func(raft.RPC) {
 	return func(rpc raft.RPC) {
 		req, ok := rpc.Command.(*raft.AppendEntriesRequest)
-		r := t.raft.Load()
-		if !ok || r == nil || r.State() != raft.Follower || r.CurrentTerm() != req.Term {
-			rpc.Respond(nil, errHeartbeatRefused)
+		if r := t.raft.Load(); ok && r != nil && r.State() == raft.Follower && r.CurrentTerm() == req.Term {
+			fn(rpc)
 			return
 		}
-		fn(rpc)
+		// Like Raft's handler, answer before returning: the coalesced
+		// heartbeats' server reads the answer when the handler returns.
+		answer := make(chan raft.RPCResponse, 1)
+		inner := rpc
+		inner.RespChan = answer
+		select {
+		case t.consumeCh <- inner:
+		case <-t.shutdownCh:
+			rpc.Respond(nil, ErrClosed)
+			return
+		}
+		select {
+		case a := <-answer:
+			rpc.RespChan <- a
+		case <-t.shutdownCh:
+			rpc.Respond(nil, ErrClosed)
+		}
 	}
 }
 
