@@ -23,6 +23,9 @@ type heartbeats struct {
 	// one at a time, and a heartbeat arriving meanwhile is answered busy.
 	handling map[string]bool
 	senders  map[string]*heartbeatSender // by remote address
+	// senderIdle is how long a sender with nothing to send lives on:
+	// senderIdleTimeout (tests shorten it before the first call).
+	senderIdle time.Duration
 }
 
 // heartbeatHandler is a group's Raft heartbeat handler, registered by the
@@ -43,7 +46,7 @@ type heartbeatCall struct {
 
 func newHeartbeats(m *Mux) *heartbeats {
 	return &heartbeats{m: m, handlerOf: make(map[string]*heartbeatHandler), handling: make(map[string]bool),
-		senders: make(map[string]*heartbeatSender)}
+		senders: make(map[string]*heartbeatSender), senderIdle: senderIdleTimeout}
 }
 
 // setHandler makes fn the heartbeat handler of group, for owner; a nil fn
@@ -93,17 +96,32 @@ const errBusy = "follower busy: answer not ready"
 // follower's answer. The answer comes from a request sent after call
 // started.
 func (h *heartbeats) call(addr, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	s, err := h.sender(addr)
-	if err != nil {
-		return err
-	}
 	c := &heartbeatCall{group: group, req: req, resp: resp, done: make(chan struct{})}
-	if err := s.enqueue(c); err != nil {
-		return err
+	for {
+		s, err := h.sender(addr)
+		if err != nil {
+			return err
+		}
+		// A sender that retired for idleness is out of the table: the
+		// next lookup starts a new one.
+		if err := s.enqueue(c); !errors.Is(err, errSenderRetired) {
+			if err != nil {
+				return err
+			}
+			break
+		}
 	}
 	<-c.done
 	return c.err
 }
+
+// errSenderRetired: the sender stopped for lack of heartbeats to send.
+var errSenderRetired = errors.New("weir/peer: heartbeat sender retired")
+
+// senderIdleTimeout is how long a sender with nothing to send lives on:
+// a node that no group heartbeats any more (removed from the cluster, or
+// no longer a follower of any group led here) costs no goroutine after it.
+const senderIdleTimeout = time.Minute
 
 // sender returns the sender for addr, starting it on first use.
 func (h *heartbeats) sender(addr string) (*heartbeatSender, error) {
@@ -122,7 +140,8 @@ func (h *heartbeats) sender(addr string) (*heartbeatSender, error) {
 
 // heartbeatSender sends the heartbeats for one remote address: one batch
 // at a time, at most one batch per Options.HeartbeatInterval. Its
-// goroutine lives as long as the Mux.
+// goroutine ends with the Mux, or after senderIdleTimeout without a
+// heartbeat to send.
 type heartbeatSender struct {
 	h    *heartbeats
 	addr string
@@ -137,13 +156,18 @@ type heartbeatSender struct {
 	mu      sync.Mutex
 	pending []*heartbeatCall
 	closed  bool
+	retired bool // closed for idleness, not by the Mux
 }
 
 // enqueue adds c to the next batch.
 func (s *heartbeatSender) enqueue(c *heartbeatCall) error {
 	s.mu.Lock()
 	if s.closed {
+		retired := s.retired
 		s.mu.Unlock()
+		if retired {
+			return errSenderRetired
+		}
 		return ErrClosed
 	}
 	s.pending = append(s.pending, c)
@@ -171,12 +195,20 @@ func (s *heartbeatSender) run() {
 	}()
 	timer := time.NewTimer(0)
 	<-timer.C
+	idle := time.NewTimer(s.h.senderIdle)
+	defer idle.Stop()
 	var last time.Time
 	for {
 		select {
 		case <-s.kick:
 		case <-m.ctx.Done():
 			return
+		case <-idle.C:
+			if s.retire() {
+				return
+			}
+			idle.Reset(s.h.senderIdle)
+			continue
 		}
 		// NB: waiting here is the coalescing: heartbeats that arrive
 		// meanwhile join the batch.
@@ -205,7 +237,25 @@ func (s *heartbeatSender) run() {
 		}
 		last = time.Now()
 		s.exchange(batch)
+		idle.Reset(s.h.senderIdle)
 	}
+}
+
+// retire takes the sender out of the table if it has nothing to send;
+// enqueue then refuses with errSenderRetired, and call starts a new one.
+func (s *heartbeatSender) retire() bool {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) > 0 {
+		return false
+	}
+	s.closed, s.retired = true, true
+	if s.h.senders[s.addr] == s {
+		delete(s.h.senders, s.addr)
+	}
+	return true
 }
 
 // batchLen is how many of calls fit in one request: at most

@@ -348,3 +348,36 @@ func FuzzHeartbeatFrames(f *testing.F) {
 		}
 	})
 }
+
+// A sender with nothing to send retires, and the next heartbeat to that
+// node starts a new one.
+func TestIdleHeartbeatSenderRetires(t *testing.T) {
+	a, b := listen(t, Options{}), listen(t, Options{})
+	a.hb.senderIdle = 50 * time.Millisecond
+	b.hb.setHandler("g", &Transport{}, func(rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+	})
+	sender := func() *heartbeatSender {
+		a.hb.mu.Lock()
+		defer a.hb.mu.Unlock()
+		return a.hb.senders[b.Addr().String()]
+	}
+	call := func() {
+		t.Helper()
+		resp := &raft.AppendEntriesResponse{}
+		err := a.hb.call(b.Addr().String(), "g", &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x")}, resp)
+		if err != nil || !resp.Success {
+			t.Fatalf("heartbeat: %+v, %v", resp, err)
+		}
+	}
+	call()
+	first := sender()
+	if first == nil {
+		t.Fatal("no sender after a heartbeat")
+	}
+	waitFor(t, 10*time.Second, "the idle sender to retire", func() bool { return sender() == nil })
+	call()
+	if s := sender(); s == nil || s == first {
+		t.Fatalf("sender after retiring: %p, first %p", s, first)
+	}
+}
