@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -124,6 +125,20 @@ func (n *faultNode) keepStderr(t *testing.T) string {
 	return f.Name()
 }
 
+// keepData copies the node's data directory (logs, Raft state) out of the
+// test's temporary directory, which is removed after the test, and returns
+// where: after a failure, the replicas' logs are the evidence.
+func (n *faultNode) keepData(t *testing.T) string {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("weir-%s-node%d-data-*", t.Name(), n.id))
+	if err == nil {
+		err = os.CopyFS(filepath.Join(dir, "data"), os.DirFS(n.dir))
+	}
+	if err != nil {
+		return "(not kept: " + err.Error() + ")"
+	}
+	return dir
+}
+
 func (n *faultNode) String() string { return fmt.Sprintf("node %d (%s)", n.id, n.ip) }
 
 // signal sends sig to the node's process (by its pid).
@@ -169,7 +184,7 @@ func startFaultCluster(t *testing.T, ctx context.Context, proxied bool) *faultCl
 		// Before the processes are killed (cleanups run last first).
 		if t.Failed() {
 			for _, n := range c.nodes {
-				t.Logf("%v's log: %s", n, n.keepStderr(t))
+				t.Logf("%v's log: %s, data: %s", n, n.keepStderr(t), n.keepData(t))
 			}
 		}
 	})
