@@ -195,7 +195,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.raftState.Close()
 		return nil, fmt.Errorf("weir/broker: peer listener: %w", err)
 	}
-	trans, err := peer.NewTransport(b.mux, metadataGroup, peer.TransportConfig{Logger: b.logger})
+	trans, err := peer.NewTransport(b.mux, metadataGroup, b.transportConfig())
 	if err != nil {
 		b.mux.Close()
 		b.raftState.Close()

@@ -195,7 +195,7 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metad
 	}
 	_, statErr := os.Stat(b.replicaDir(k, t.ID))
 	lost := os.IsNotExist(statErr) && !isNew && !slices.Contains(t.Target(k.partition), b.cfg.NodeID)
-	trans, err := peer.NewTransport(b.mux, replicaGroup(t.ID, k.partition), peer.TransportConfig{Logger: b.logger})
+	trans, err := peer.NewTransport(b.mux, replicaGroup(t.ID, k.partition), b.transportConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -274,4 +274,14 @@ func (s *replicaSet) closeAll(b *Broker) {
 	for _, r := range all {
 		r.close(b)
 	}
+}
+
+// transportConfig is the Raft transport's configuration for every group
+// of the node. A produced batch is one Raft entry, up to a request frame
+// (MaxFrameBytes), and an entry too large for the transport's frames could
+// never be replicated: its frames are sized for the largest request plus
+// room for an append's header.
+func (b *Broker) transportConfig() peer.TransportConfig {
+	return peer.TransportConfig{Logger: b.logger,
+		MaxFrameBytes: max(peer.DefaultMaxFrameBytes, b.cfg.MaxFrameBytes+1<<20)}
 }

@@ -31,7 +31,7 @@ const pipelineMaxInFlight = 2
 // without bound, for Consumer. The queue holds at most the appends sent
 // after Raft stopped reading, and Close drops it.
 func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
-	c, err := t.getConn(target)
+	c, err := t.dial(target)
 	if err != nil {
 		return nil, err
 	}

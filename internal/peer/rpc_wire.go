@@ -49,6 +49,11 @@ const DefaultMaxFrameBytes = 128 << 20
 // stream is closed.
 var errBadRPCFrame = errors.New("weir/peer: bad rpc frame")
 
+// maxRPCEntries bounds the entries of a decoded append: Raft's own limit
+// on MaxAppendEntries. Without it, a frame of tiny entries would decode
+// into about twenty times its size in raft.Log structs.
+const maxRPCEntries = 1024
+
 // errEntryTooLarge: a single log entry does not fit in a frame.
 var errEntryTooLarge = errors.New("weir/peer: log entry larger than the frame limit")
 
@@ -282,7 +287,7 @@ func (d *decoder) entries() []*raft.Log {
 	}
 	// NB: checked before allocating: a count the body cannot hold costs
 	// nothing.
-	if n > uint64(len(d.b))/rpcMinEntryLen {
+	if n > maxRPCEntries || n > uint64(len(d.b))/rpcMinEntryLen {
 		d.fail("%d entries in %d bytes", n, len(d.b))
 		return nil
 	}

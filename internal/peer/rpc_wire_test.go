@@ -389,3 +389,25 @@ func BenchmarkDecodeAppendEntries(b *testing.B) {
 		}
 	})
 }
+
+// An append of more entries than Raft ever sends is refused before its
+// entries are allocated.
+func TestDecodeRefusesTooManyEntries(t *testing.T) {
+	entries := make([]*raft.Log, maxRPCEntries+1)
+	for i := range entries {
+		entries[i] = &raft.Log{Index: uint64(i + 1), Term: 1}
+	}
+	frame := encodeRequest(t, &raft.AppendEntriesRequest{Term: 1, Entries: entries})
+	typ, body, err := readFrame(bytes.NewReader(frame), DefaultMaxFrameBytes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeRequest(typ, body); !errors.Is(err, errBadRPCFrame) {
+		t.Fatalf("append of %d entries: %v, want %v", len(entries), err, errBadRPCFrame)
+	}
+	frame = encodeRequest(t, &raft.AppendEntriesRequest{Term: 1, Entries: entries[:maxRPCEntries]})
+	typ, body, _ = readFrame(bytes.NewReader(frame), DefaultMaxFrameBytes, nil)
+	if _, err := decodeRequest(typ, body); err != nil {
+		t.Fatalf("append of %d entries: %v", maxRPCEntries, err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,9 @@ type TransportConfig struct {
 func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error) {
 	if cfg.MaxPool < 0 || cfg.Timeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxFrameBytes < 0 {
 		return nil, fmt.Errorf("%w: negative MaxPool, Timeout, IdleTimeout or MaxFrameBytes", ErrInvalidOptions)
+	}
+	if uint64(cfg.MaxFrameBytes) > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: MaxFrameBytes %d does not fit a frame's u32 length", ErrInvalidOptions, cfg.MaxFrameBytes)
 	}
 	if cfg.MaxPool == 0 {
 		cfg.MaxPool = DefaultMaxPool
@@ -188,7 +193,11 @@ func (t *Transport) SetHeartbeatHandler(fn func(raft.RPC)) {
 // its own election for that term is still running.
 //
 // So only a follower already in the heartbeat's term runs the handler on
-// the spot, where it can only refresh the leader's contact. A heartbeat
+// the spot, where it refreshes the leader's contact. (Raft may still turn
+// the node into a candidate between the check and the handler; the
+// handler then takes it back to follower, which disrupts that election
+// but cannot elect anyone: the node's vote for the new term is already on
+// disk.) A heartbeat
 // that brings a newer term, or finds a leader or a candidate, waits for
 // the main loop, which takes the term and steps down safely. (Refusing
 // those instead cost dearly: followers that had missed an election never
@@ -279,7 +288,9 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	}
 	err := t.call(target, args, resp)
 	r := t.raft.Load()
-	if err == nil || r == nil {
+	if err == nil || r == nil || errors.Is(err, errEntryTooLarge) {
+		// An entry over the frame limit never fits: resending it would
+		// only hold up the entries after it.
 		return err
 	}
 	maxWait := max(r.ReloadableConfig().HeartbeatTimeout/2, appendRetryMin)
@@ -337,18 +348,23 @@ func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args 
 // all within the timeout. A stream that fails is closed; one that gets
 // an answer, even an error, goes back to the pool.
 func (t *Transport) call(target raft.ServerAddress, req, resp any) error {
-	c, err := t.getConn(target)
+	c, pooled, err := t.getConn(target)
 	if err != nil {
 		return err
 	}
-	c.SetDeadline(time.Now().Add(t.cfg.Timeout))
-	if err := c.send(req, t.cfg.MaxFrameBytes); err != nil {
-		c.abort()
-		return err
+	remoteErr, err := t.exchange(c, req, resp)
+	var netErr net.Error
+	if err != nil && pooled && !errors.Is(err, errEntryTooLarge) && !(errors.As(err, &netErr) && netErr.Timeout()) {
+		// A pooled stream may have died while idle (the peer's group or
+		// session restarted); its first use then fails at once. Votes are
+		// not retried by Raft, so send once more on a fresh stream: every
+		// Raft RPC may be delivered twice.
+		if c, err = t.dial(target); err != nil {
+			return err
+		}
+		remoteErr, err = t.exchange(c, req, resp)
 	}
-	remoteErr, err := c.receive(resp, t.cfg.MaxFrameBytes)
 	if err != nil {
-		c.abort()
 		return err
 	}
 	t.returnConn(c)
@@ -358,12 +374,27 @@ func (t *Transport) call(target raft.ServerAddress, req, resp any) error {
 	return nil
 }
 
+// exchange sends req on c and reads the answer into resp; on an error it
+// aborts c.
+func (t *Transport) exchange(c *rpcConn, req, resp any) (string, error) {
+	c.SetDeadline(time.Now().Add(t.cfg.Timeout))
+	if err := c.send(req, t.cfg.MaxFrameBytes); err != nil {
+		c.abort()
+		return "", err
+	}
+	remoteErr, err := c.receive(resp, t.cfg.MaxFrameBytes)
+	if err != nil {
+		c.abort()
+	}
+	return remoteErr, err
+}
+
 // InstallSnapshot implements raft.Transport: the request, then the
 // snapshot's args.Size bytes read from data, then the response, on a
 // stream of its own that is closed after (its state is unknown if the
 // install fails halfway). The deadline is the timeout scaled by the size.
 func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
-	c, err := t.getConn(target)
+	c, err := t.dial(target) // of its own: it is closed after
 	if err != nil {
 		return err
 	}
@@ -392,21 +423,27 @@ func (t *Transport) snapshotTimeout(size int64) time.Duration {
 }
 
 // getConn returns the most recently used pooled stream to target, or
-// dials one.
-func (t *Transport) getConn(target raft.ServerAddress) (*rpcConn, error) {
+// dials one; pooled says which.
+func (t *Transport) getConn(target raft.ServerAddress) (c *rpcConn, pooled bool, err error) {
 	t.mu.Lock()
 	if t.mu.closed {
 		t.mu.Unlock()
-		return nil, raft.ErrTransportShutdown
+		return nil, false, raft.ErrTransportShutdown
 	}
 	if conns := t.mu.pool[target]; len(conns) > 0 {
 		c := conns[len(conns)-1]
 		conns[len(conns)-1] = nil
 		t.mu.pool[target] = conns[:len(conns)-1]
 		t.mu.Unlock()
-		return c, nil
+		return c, true, nil
 	}
 	t.mu.Unlock()
+	c, err = t.dial(target)
+	return c, false, err
+}
+
+// dial opens a new stream to target.
+func (t *Transport) dial(target raft.ServerAddress) (*rpcConn, error) {
 	nc, err := t.layer.Dial(target, t.cfg.Timeout)
 	if err != nil {
 		return nil, err

@@ -353,3 +353,48 @@ func TestTransportDeliversEntries(t *testing.T) {
 		t.Errorf("delivered %+v, sent %+v", r, req)
 	}
 }
+
+// A pooled stream that died while idle (the peer's group was reopened)
+// costs no RPC: a vote, which Raft does not retry, goes out again on a
+// fresh stream.
+func TestVoteSurvivesADeadPooledStream(t *testing.T) {
+	p := newTransportPair(t, Options{}, TransportConfig{}, echoAnswer(nil))
+	vote := func() error {
+		resp := &raft.RequestVoteResponse{}
+		return p.ta.RequestVote("b", p.target(), &raft.RequestVoteRequest{Term: 3, LeadershipTransfer: true}, resp)
+	}
+	if err := vote(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopen the group on b: the stream a pooled is closed by b.
+	p.tb.Close()
+	tb, err := NewTransport(p.b, "g", TransportConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer tb.Close()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case rpc := <-tb.Consumer():
+				echoAnswer(nil)(rpc)
+			case <-tb.shutdownCh:
+				return
+			}
+		}
+	}()
+	if err := vote(); err != nil {
+		t.Fatalf("vote after the peer's group was reopened: %v", err)
+	}
+}
+
+// A frame limit the u32 length field cannot carry is refused.
+func TestTransportRefusesFrameLimitOver4GiB(t *testing.T) {
+	if _, err := NewTransport(listen(t, Options{}), "g", TransportConfig{MaxFrameBytes: 1 << 32}); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("MaxFrameBytes 4 GiB: %v, want %v", err, ErrInvalidOptions)
+	}
+}
