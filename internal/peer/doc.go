@@ -82,7 +82,10 @@
 // A [Transport] carries the group's other RPCs on the group's own streams:
 // a client writes a request frame and reads its response frame, then
 // pools the stream (at most TransportConfig.MaxPool per peer, closed after
-// IdleTimeout unused) for its next RPC. An AppendEntries pipeline has a
+// IdleTimeout unused) for its next RPC. A pooled stream may have died
+// while idle (the peer's group reopened): an RPC that fails on one, other
+// than by a timeout, is sent once more on a new stream, since Raft does
+// not retry votes. An AppendEntries pipeline has a
 // stream of its own with at most two requests unanswered; an
 // InstallSnapshot too, closed after it. The server side answers a stream's
 // requests one at a time, in order. Each way, a frame is
