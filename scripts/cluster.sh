@@ -38,7 +38,7 @@ start() {
 			echo "node $n already running (pid $(cat "$pidfile"))"
 			continue
 		fi
-		logstart=$(wc -l <"$DIR/node$n.log" 2>/dev/null || echo 0)
+		logstart=$( (wc -l <"$DIR/node$n.log") 2>/dev/null || echo 0)
 		echo "$logstart" >"$DIR/node$n.logstart"
 		args=(serve --node-id "$n" --data-dir "$DIR/node$n"
 			--listen "127.0.0.1:$(port "$n" 0)" --peer-listen "127.0.0.1:$(port "$n" 1)"
