@@ -189,6 +189,9 @@ type Reader struct {
 
 	buf      []byte // read-ahead of seg's store
 	bufStart int64  // store position of buf[0]
+	// bufTruncations is seg.truncations as loaded before buf was read:
+	// once it changes, buf may hold bytes that were cut and rewritten.
+	bufTruncations uint64
 }
 
 // readAhead is how much of a store a Reader reads per system call.
@@ -218,6 +221,11 @@ func (r *Reader) Next() (Entry, error) {
 			if err := r.locate(); err != nil {
 				return Entry{}, err
 			}
+		}
+		// Load truncations before count and size: a truncation after
+		// this load is seen at the next call, and the read-ahead dropped.
+		if t := r.seg.truncations.Load(); t != r.bufTruncations {
+			r.buf, r.bufTruncations = r.buf[:0], t
 		}
 		// Load count before size: see segment.
 		count := r.seg.count.Load()
@@ -250,7 +258,7 @@ func (r *Reader) locate() error {
 	s.acquire()
 	r.seg = s
 	r.pos = int64(s.slot(r.next).pos)
-	r.buf = r.buf[:0]
+	r.buf, r.bufTruncations = r.buf[:0], s.truncations.Load()
 	return nil
 }
 

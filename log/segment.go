@@ -92,6 +92,9 @@ type segment struct {
 	count  atomic.Int64 // published entries
 	size   atomic.Int64 // store bytes of the published entries, header included
 	sealed atomic.Bool  // no more appends: readers move on to the next segment
+	// truncations counts truncateAfter calls: bytes a Reader read ahead
+	// past the commit point may since have been cut and written again.
+	truncations atomic.Uint64
 
 	// refs counts the log's reference (while the segment is in the log) and
 	// each reader's. The files are closed when it drops to zero, so a reader
@@ -252,6 +255,7 @@ func (s *segment) truncateAfter(keep int64, opts *Options) error {
 		size = sl.end()
 	}
 	old := s.count.Load()
+	s.truncations.Add(1)
 	s.count.Store(keep)
 	s.size.Store(size)
 	if err := s.store.Truncate(size); err != nil {
