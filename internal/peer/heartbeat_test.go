@@ -58,7 +58,7 @@ func verifyAll(t *testing.T, c *raftCluster) {
 func TestHeartbeatsAreCoalesced(t *testing.T) {
 	const nodes, groups = 3, 30
 	const interval = 50 * time.Millisecond
-	c := startRaftCluster(t, nodes, groups, Options{HeartbeatInterval: interval}, quickRaft)
+	c := startRaftCluster(t, nodes, groups, Options{HeartbeatInterval: interval}, TransportConfig{}, quickRaft)
 	c.waitLeaders(t, 60*time.Second)
 	verifyAll(t, c)
 
@@ -101,7 +101,7 @@ func TestHeartbeatsAreCoalesced(t *testing.T) {
 // answered by the follower, never by the sending node.
 func TestLeaderWithoutFollowersStepsDown(t *testing.T) {
 	const nodes = 3
-	c := startRaftCluster(t, nodes, 1, Options{}, quickRaft)
+	c := startRaftCluster(t, nodes, 1, Options{}, TransportConfig{}, quickRaft)
 	c.waitLeaders(t, 60*time.Second)
 	g := c.groups[0]
 	leader := g.leader()
@@ -211,10 +211,12 @@ func TestSlowHeartbeatHandlerAnswersBusy(t *testing.T) {
 	b.hb.setHandler("slow", owner, func(rpc raft.RPC) {
 		<-release
 		rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil)
-	})
-	b.hb.setHandler("fast", owner, func(rpc raft.RPC) {
+	}, nil)
+	// The fast group answers on the spot, in the serving goroutine.
+	fast := func(rpc raft.RPC) {
 		rpc.Respond(&raft.AppendEntriesResponse{Term: 4, Success: true}, nil)
-	})
+	}
+	b.hb.setHandler("fast", owner, fast, func(rpc raft.RPC) bool { fast(rpc); return true })
 	call := func(group string) (*raft.AppendEntriesResponse, error) {
 		resp := &raft.AppendEntriesResponse{}
 		err := a.hb.call(b.Addr().String(), group, &raft.AppendEntriesRequest{Term: 4, Leader: []byte("x")}, resp)
@@ -356,7 +358,7 @@ func TestIdleHeartbeatSenderRetires(t *testing.T) {
 	a.hb.senderIdle = 50 * time.Millisecond
 	b.hb.setHandler("g", &Transport{}, func(rpc raft.RPC) {
 		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
-	})
+	}, nil)
 	sender := func() *heartbeatSender {
 		a.hb.mu.Lock()
 		defer a.hb.mu.Unlock()
