@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type benchOptions struct {
 	rate        int64
 	group       string
 	json        bool
+	cpuProfile  string
 }
 
 func (m *Main) newBenchCmd() *cobra.Command {
@@ -52,6 +54,28 @@ func (o *benchOptions) register(cmd *cobra.Command) {
 	cmd.Flags().Int64Var(&o.messages, "messages", 1_000_000, "records to produce or consume")
 	cmd.Flags().IntVar(&o.size, "size", 100, "value size in bytes")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the summary as one JSON object")
+	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench client to `FILE` (go tool pprof)")
+}
+
+// profiled runs run, with a CPU profile written to --cpuprofile if set.
+func (o *benchOptions) profiled(run func() error) error {
+	if o.cpuProfile == "" {
+		return run()
+	}
+	f, err := os.Create(o.cpuProfile)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	err = run()
+	pprof.StopCPUProfile()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (m *Main) newBenchProduceCmd() *cobra.Command {
@@ -62,7 +86,7 @@ func (m *Main) newBenchProduceCmd() *cobra.Command {
 		Short: "Produce records as fast as possible (or at --rate) and report throughput and latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return m.benchProduce(cmd.Context(), &f, &o)
+			return o.profiled(func() error { return m.benchProduce(cmd.Context(), &f, &o) })
 		},
 	}
 	f.register(cmd)
@@ -85,7 +109,7 @@ func (m *Main) newBenchConsumeCmd() *cobra.Command {
 		Short: "Read records of a topic from offset 0 and report throughput",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return m.benchConsume(cmd.Context(), &f, &o)
+			return o.profiled(func() error { return m.benchConsume(cmd.Context(), &f, &o) })
 		},
 	}
 	f.register(cmd)
