@@ -195,9 +195,7 @@ func (b *Broker) openReplica(k replicaKey, t *cluster.Topic, meta *cluster.Metad
 	}
 	_, statErr := os.Stat(b.replicaDir(k, t.ID))
 	lost := os.IsNotExist(statErr) && !isNew && !slices.Contains(t.Target(k.partition), b.cfg.NodeID)
-	tc := b.transportConfig()
-	tc.HeartbeatPeriod = b.cfg.RaftHeartbeatTimeout / heartbeatsPerTimeout
-	trans, err := peer.NewTransport(b.mux, replicaGroup(t.ID, k.partition), tc)
+	trans, err := peer.NewTransport(b.mux, replicaGroup(t.ID, k.partition), b.transportConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -277,14 +275,6 @@ func (s *replicaSet) closeAll(b *Broker) {
 		r.close(b)
 	}
 }
-
-// heartbeatsPerTimeout is how many heartbeats a partition's leader sends
-// each follower per HeartbeatTimeout (one every 100 ms with the default
-// 300 ms). Raft alone sends ten to twenty, and with a thousand partitions
-// per node its heartbeat loops were most of an idle node's CPU (see
-// peer.TransportConfig.HeartbeatPeriod). The metadata group sends every
-// one: it confirms its leadership with them (VerifyLeader).
-const heartbeatsPerTimeout = 3
 
 // transportConfig is the Raft transport's configuration for every group
 // of the node. A produced batch is one Raft entry, up to a request frame

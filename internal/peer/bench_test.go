@@ -21,36 +21,28 @@ import (
 // percentage of one core per node, and the goroutines and live heap per
 // replica, and the heap in use and resident set per node after the window.
 //
-// The Raft timing is the broker's for partitions: HeartbeatTimeout 300 ms
-// (WEIR_PEER_IDLE_HEARTBEAT_TIMEOUT), ElectionTimeout 500 ms, leases as
-// long as HeartbeatTimeout, CommitTimeout 1 s
-// (WEIR_PEER_IDLE_COMMIT_TIMEOUT), and a heartbeat period of a third of
-// HeartbeatTimeout (WEIR_PEER_IDLE_HEARTBEAT_PERIOD; 0s sends every
-// heartbeat Raft asks for). N defaults to 1000 (WEIR_PEER_IDLE_GROUPS) and
-// the window to 10s (WEIR_PEER_IDLE_WINDOW); WEIR_PEER_IDLE_PROFILE=file
-// writes a CPU profile of the window. It ignores b.N: run it with
-// -benchtime=1x.
+// N defaults to 1000 (WEIR_PEER_IDLE_GROUPS) and the window to 10s
+// (WEIR_PEER_IDLE_WINDOW); WEIR_PEER_IDLE_PROFILE=file writes a CPU profile
+// of the window. It ignores b.N: run it with -benchtime=1x.
 //
 //	go test -run '^$' -bench IdleGroups -benchtime 1x ./internal/peer
 func BenchmarkIdleGroups(b *testing.B) {
 	const nodes = 3
 	groups := envInt(b, "WEIR_PEER_IDLE_GROUPS", 1000)
-	window := envDuration(b, "WEIR_PEER_IDLE_WINDOW", 10*time.Second)
-	commitTimeout := envDuration(b, "WEIR_PEER_IDLE_COMMIT_TIMEOUT", time.Second)
-	heartbeatTimeout := envDuration(b, "WEIR_PEER_IDLE_HEARTBEAT_TIMEOUT", 300*time.Millisecond)
-	period := heartbeatTimeout / 3
-	if s := os.Getenv("WEIR_PEER_IDLE_HEARTBEAT_PERIOD"); s != "" {
+	window := 10 * time.Second
+	if s := os.Getenv("WEIR_PEER_IDLE_WINDOW"); s != "" {
 		var err error
-		if period, err = time.ParseDuration(s); err != nil || period < 0 {
-			b.Fatalf("WEIR_PEER_IDLE_HEARTBEAT_PERIOD=%q: want a duration, 0s or more", s)
+		if window, err = time.ParseDuration(s); err != nil {
+			b.Fatal(err)
 		}
 	}
+	commitTimeout := envDuration(b, "WEIR_PEER_IDLE_COMMIT_TIMEOUT", 50*time.Millisecond)
 	start := time.Now()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c := startRaftCluster(b, nodes, groups, Options{Logger: logger}, TransportConfig{HeartbeatPeriod: period}, func(conf *raft.Config) {
-		conf.HeartbeatTimeout = heartbeatTimeout
-		conf.ElectionTimeout = max(heartbeatTimeout, 500*time.Millisecond)
-		conf.LeaderLeaseTimeout = heartbeatTimeout
+	c := startRaftCluster(b, nodes, groups, Options{Logger: logger}, func(conf *raft.Config) {
+		conf.HeartbeatTimeout = time.Second
+		conf.ElectionTimeout = time.Second
+		conf.LeaderLeaseTimeout = 500 * time.Millisecond
 		conf.CommitTimeout = commitTimeout
 	})
 	c.waitLeaders(b, 3*time.Minute)
@@ -98,8 +90,7 @@ func BenchmarkIdleGroups(b *testing.B) {
 			b.Errorf("node %d: %d inbound, %d outbound sessions; want %d each", i, st.InboundSessions, st.OutboundSessions, nodes-1)
 		}
 	}
-	b.Logf("idle CPU: %.1f%% of a core per node (%d replicas per node, %v window, heartbeat timeout %v, period %v)",
-		perNode, groups, window, heartbeatTimeout, period)
+	b.Logf("idle CPU: %.1f%% of a core per node (%d replicas per node, %v window)", perNode, groups, window)
 }
 
 // vmRSS is the process's resident set size, from /proc/self/status (0

@@ -58,7 +58,7 @@ func verifyAll(t *testing.T, c *raftCluster) {
 func TestHeartbeatsAreCoalesced(t *testing.T) {
 	const nodes, groups = 3, 30
 	const interval = 50 * time.Millisecond
-	c := startRaftCluster(t, nodes, groups, Options{HeartbeatInterval: interval}, TransportConfig{}, quickRaft)
+	c := startRaftCluster(t, nodes, groups, Options{HeartbeatInterval: interval}, quickRaft)
 	c.waitLeaders(t, 60*time.Second)
 	verifyAll(t, c)
 
@@ -101,7 +101,7 @@ func TestHeartbeatsAreCoalesced(t *testing.T) {
 // answered by the follower, never by the sending node.
 func TestLeaderWithoutFollowersStepsDown(t *testing.T) {
 	const nodes = 3
-	c := startRaftCluster(t, nodes, 1, Options{}, TransportConfig{}, quickRaft)
+	c := startRaftCluster(t, nodes, 1, Options{}, quickRaft)
 	c.waitLeaders(t, 60*time.Second)
 	g := c.groups[0]
 	leader := g.leader()

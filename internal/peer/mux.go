@@ -47,8 +47,6 @@ type Mux struct {
 	rejected         atomic.Uint64
 	heartbeatBatches atomic.Uint64
 	heartbeatsSent   atomic.Uint64
-	// heartbeatsWaiting: see Stats.HeartbeatsWaiting.
-	heartbeatsWaiting atomic.Int64
 
 	// mu guards the Mux's tables. It is never held while doing I/O or
 	// while taking a remote's or a layer's lock (lock order: remote.mu,
@@ -86,9 +84,6 @@ type Stats struct {
 	// by other nodes, and HeartbeatsSent the Raft heartbeats they carried.
 	HeartbeatBatches uint64
 	HeartbeatsSent   uint64
-	// HeartbeatsWaiting counts the Raft heartbeats now waiting for the
-	// end of their period (TransportConfig.HeartbeatPeriod).
-	HeartbeatsWaiting int
 }
 
 // Listen binds addr and serves peer connections on it until Close.
@@ -171,9 +166,8 @@ func (m *Mux) Stats() Stats {
 		DialedConns:     m.dialedConns.Load(),
 		RejectedStreams: m.rejected.Load(),
 
-		HeartbeatBatches:  m.heartbeatBatches.Load(),
-		HeartbeatsSent:    m.heartbeatsSent.Load(),
-		HeartbeatsWaiting: int(m.heartbeatsWaiting.Load()),
+		HeartbeatBatches: m.heartbeatBatches.Load(),
+		HeartbeatsSent:   m.heartbeatsSent.Load(),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -57,10 +57,9 @@ type raftGroup struct {
 	fsms  []*countFSM
 }
 
-// startRaftCluster starts the cluster, every group's transports configured
-// with tc; tune adjusts each Raft config. Its cleanup shuts every Raft
-// down, then closes transports and muxes.
-func startRaftCluster(t testing.TB, nodes, groups int, opts Options, tc TransportConfig, tune func(*raft.Config)) *raftCluster {
+// startRaftCluster starts the cluster; tune adjusts each Raft config. Its
+// cleanup shuts every Raft down, then closes transports and muxes.
+func startRaftCluster(t testing.TB, nodes, groups int, opts Options, tune func(*raft.Config)) *raftCluster {
 	t.Helper()
 	c := &raftCluster{}
 	var transports []*Transport
@@ -99,7 +98,7 @@ func startRaftCluster(t testing.TB, nodes, groups int, opts Options, tc Transpor
 		g := &raftGroup{name: fmt.Sprintf("topic-%d", gi)}
 		c.groups = append(c.groups, g)
 		for ni, m := range c.muxes {
-			trans, err := NewTransport(m, g.name, tc)
+			trans, err := NewTransport(m, g.name, TransportConfig{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +159,7 @@ func (c *raftCluster) waitLeaders(t testing.TB, timeout time.Duration) {
 
 func TestRaftGroupsShareOneConnection(t *testing.T) {
 	const nodes, groups, commands = 3, 20, 10
-	c := startRaftCluster(t, nodes, groups, Options{}, TransportConfig{}, func(conf *raft.Config) {
+	c := startRaftCluster(t, nodes, groups, Options{}, func(conf *raft.Config) {
 		// Short enough for a quick test, long enough that a busy machine
 		// (the race detector, other tests) does not keep deposing leaders.
 		conf.HeartbeatTimeout = 500 * time.Millisecond

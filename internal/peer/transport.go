@@ -48,19 +48,13 @@ type TransportConfig struct {
 	// MaxFrameBytes bounds the body of an RPC frame this transport reads,
 	// and the appends it sends (see DefaultMaxFrameBytes).
 	MaxFrameBytes int
-	// HeartbeatPeriod, if positive, is how often at most a bound Raft
-	// node's heartbeats of one term go to one follower: Raft's heartbeat
-	// loop waits in the transport for the rest of the period (see
-	// Transport.heartbeat). Zero sends every heartbeat when Raft asks; a
-	// group that uses raft.VerifyLeader should keep it zero.
-	HeartbeatPeriod time.Duration
 }
 
 // NewTransport registers group on m and returns a Raft transport over it.
 // Closing the transport unregisters the group.
 func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error) {
-	if cfg.MaxPool < 0 || cfg.Timeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxFrameBytes < 0 || cfg.HeartbeatPeriod < 0 {
-		return nil, fmt.Errorf("%w: negative MaxPool, Timeout, IdleTimeout, MaxFrameBytes or HeartbeatPeriod", ErrInvalidOptions)
+	if cfg.MaxPool < 0 || cfg.Timeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxFrameBytes < 0 {
+		return nil, fmt.Errorf("%w: negative MaxPool, Timeout, IdleTimeout or MaxFrameBytes", ErrInvalidOptions)
 	}
 	if uint64(cfg.MaxFrameBytes) > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: MaxFrameBytes %d does not fit a frame's u32 length", ErrInvalidOptions, cfg.MaxFrameBytes)
@@ -90,8 +84,6 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 	}
 	t.mu.pool = make(map[raft.ServerAddress][]*rpcConn)
 	t.mu.pipelines = make(map[*pipeline]struct{})
-	t.mu.beats = make(map[raft.ServerAddress]lastBeat)
-	t.mu.stateChanged = make(chan struct{})
 	l, err := m.register(group, t.serve, t.sweep)
 	if err != nil {
 		return nil, err
@@ -143,21 +135,14 @@ type Transport struct {
 	// wg counts the goroutines serving accepted streams; Close waits.
 	wg sync.WaitGroup
 
-	// mu guards the pool, the open pipelines, the last heartbeats and the
-	// state-change channel. No I/O under it but non-blocking closes of
-	// yamux streams.
+	// mu guards the pool and the open pipelines. No I/O under it but
+	// non-blocking closes of yamux streams.
 	mu struct {
 		sync.Mutex
 		closed bool
 		// pool holds idle streams by target, the most recently used last.
 		pool      map[raft.ServerAddress][]*rpcConn
 		pipelines map[*pipeline]struct{}
-		// beats holds each target's last successful heartbeat.
-		beats map[raft.ServerAddress]lastBeat
-		// stateChanged is closed, and replaced, when the bound Raft node's
-		// state changes: it ends the waits of heartbeats and append
-		// retries, which are for a leader.
-		stateChanged chan struct{}
 	}
 }
 
@@ -295,18 +280,8 @@ func (t *Transport) Close() error {
 
 // Bind names the Raft node that uses the transport: appends are retried
 // only while it leads, in the term of the append, a configuration that
-// still has the follower; heartbeats are paced (HeartbeatPeriod) only for
-// a bound node. Every change of r's state ends the transport's waits for
-// r, through an observer whose filter does the waking.
-func (t *Transport) Bind(r *raft.Raft) {
-	t.raft.Store(r)
-	r.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
-		if _, ok := o.Data.(raft.RaftState); ok {
-			t.observeState()
-		}
-		return false // nothing to deliver: the observer has no channel
-	}))
-}
+// still has the follower.
+func (t *Transport) Bind(r *raft.Raft) { t.raft.Store(r) }
 
 // appendRetryMin is the first wait before retrying a failed append: Raft's
 // own first backoff (failureWait).
@@ -320,7 +295,7 @@ const appendRetryMin = 10 * time.Millisecond
 // and its entries are still in the leader's log.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if isHeartbeat(args) {
-		return t.heartbeat(target, args, resp)
+		return t.mux.hb.call(string(target), t.group, args, resp)
 	}
 	err := t.call(target, args, resp)
 	r := t.raft.Load()
@@ -334,7 +309,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 		if !t.replicating(r, id, args.Term) {
 			return err
 		}
-		t.sleepWhileLeading(r, args.Term, wait) // at most maxWait
+		time.Sleep(wait) // at most maxWait; the loop checks the node again after
 		if !t.replicating(r, id, args.Term) {
 			return err
 		}
