@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"weir/internal/raftfuture"
 	"weir/internal/raftlog"
 	"weir/internal/raftrole"
 	"weir/internal/stablestore"
@@ -121,7 +122,7 @@ func (c *Controller) watchLeadership() {
 		leading := c.raft.State() == raft.Leader
 		if !leading {
 			c.ready.Store(false)
-		} else if !c.ready.Load() && c.raft.Barrier(c.cfg.ElectionTimeout).Error() == nil && c.raft.State() == raft.Leader {
+		} else if !c.ready.Load() && raftfuture.Error(c.raft.Barrier(c.cfg.ElectionTimeout), c.stop) == nil && c.raft.State() == raft.Leader {
 			c.ready.Store(true)
 		}
 		var retry <-chan time.Time

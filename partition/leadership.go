@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"weir/internal/raftfuture"
 	"weir/internal/raftrole"
 )
 
@@ -51,7 +52,7 @@ func (p *Partition) watchLeadership() {
 		}
 		info := LeaderInfo{LeaderID: id, LeaderAddress: addr, Term: p.raft.CurrentTerm()}
 		if p.raft.State() == raft.Leader {
-			if !p.ready.Load() && p.raft.Barrier(p.cfg.ElectionTimeout).Error() == nil && p.raft.State() == raft.Leader {
+			if !p.ready.Load() && raftfuture.Error(p.raft.Barrier(p.cfg.ElectionTimeout), p.stop) == nil && p.raft.State() == raft.Leader {
 				p.produceMu.Lock()
 				p.leaderView = nil // rebuilt from the committed table on first use
 				p.produceMu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"weir/internal/raftfuture"
 	"weir/internal/raftlog"
 	"weir/internal/stablestore"
 	wlog "weir/log"
@@ -255,7 +256,7 @@ type proposal struct {
 // wait returns the batch's base offset once it is committed.
 func (pr *proposal) wait(p *Partition) (uint64, error) {
 	pr.once.Do(func() {
-		if err := pr.future.Error(); err != nil {
+		if err := raftfuture.Error(pr.future, p.stop); err != nil {
 			pr.err = fmt.Errorf("weir/partition: %w", err)
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
 				errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrRaftShutdown) {
@@ -351,7 +352,7 @@ func (p *Partition) proposeIdempotent(batch []byte, h *record.BatchHeader, timeo
 	if p.leaderView == nil {
 		// Wait until everything proposed so far is applied, then start
 		// from the committed table.
-		if err := p.raft.Barrier(timeout).Error(); err != nil {
+		if err := raftfuture.Error(p.raft.Barrier(timeout), p.stop); err != nil {
 			return nil, 0, p.notLeader()
 		}
 		p.stateMu.Lock()
