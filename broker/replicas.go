@@ -265,16 +265,30 @@ func logOptions(c cluster.TopicConfig) (wlog.Options, error) {
 	return o, nil
 }
 
-// closeAll closes every replica (the broker is stopping).
+// closeAll closes every replica (the broker is stopping), parallelCloses
+// at a time: each close waits for its Raft node's goroutines, and for a
+// write or fsync in progress, and one after another a node with a
+// thousand replicas took minutes to stop.
 func (s *replicaSet) closeAll(b *Broker) {
 	s.mu.Lock()
 	all := s.m
 	s.m = map[replicaKey]*replica{}
 	s.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, parallelCloses)
 	for _, r := range all {
-		r.close(b)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.close(b)
+		}()
 	}
+	wg.Wait()
 }
+
+// parallelCloses is how many replicas closeAll closes at once.
+const parallelCloses = 32
 
 // transportConfig is the Raft transport's configuration for every group
 // of the node. A produced batch is one Raft entry, up to a request frame
