@@ -18,7 +18,10 @@ import (
 )
 
 // Error waits for f's answer, or until stop is closed, and then returns
-// raft.ErrRaftShutdown. Close stop when the node is being shut down.
+// raft.ErrRaftShutdown. Close stop when the node is being shut down. Once
+// stop is closed, Error may return ErrRaftShutdown even for a future that
+// was answered (both cases of Raft's select are ready): callers treat it
+// as "not leader", and a producer's retry is deduplicated like any other.
 func Error(f raft.Future, stop chan struct{}) error {
 	setShutdownCh(f, stop)
 	return f.Error()
