@@ -48,13 +48,22 @@ func BenchmarkProduce(b *testing.B) {
 
 // BenchmarkConsume consumes b.N records of each size, produced beforehand
 // to a 3-partition topic of an in-process broker, from offset 0, and
-// reports records/s. The broker and the client share the machine, as a
+// reports records/s; with release, handing each Poll's records back
+// (Consumer.Release). The broker and the client share the machine, as a
 // bench against a local broker does; compare with benchstat.
 func BenchmarkConsume(b *testing.B) {
 	addr := startBroker(b)
-	for _, size := range []int{100, 1024} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			topic := fmt.Sprintf("bench-consume-%d-%d", size, b.N)
+	for _, bc := range []struct {
+		size    int
+		release bool
+	}{{100, false}, {1024, false}, {100, true}, {1024, true}} {
+		size := bc.size
+		name := fmt.Sprintf("%dB", size)
+		if bc.release {
+			name += "/release"
+		}
+		b.Run(name, func(b *testing.B) {
+			topic := fmt.Sprintf("bench-consume-%d-%v-%d", size, bc.release, b.N)
 			createTopic(b, addr, topic, 3, nil)
 			p := newProducer(b, addr)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -78,6 +87,9 @@ func BenchmarkConsume(b *testing.B) {
 					b.Fatal(err)
 				}
 				n += len(recs)
+				if bc.release {
+					c.Release(recs)
+				}
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")

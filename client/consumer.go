@@ -191,10 +191,12 @@ func (c *Consumer) unassign(tps []topicPartition) {
 	}
 }
 
-// dropLocked discards a partition's buffered records.
+// dropLocked discards a partition's buffered records, which nobody had
+// seen: they are released (see Release).
 // REQUIRES: mu held.
 func (c *Consumer) dropLocked(cp *consumerPartition) {
 	c.buffered -= cp.bytes
+	releaseRecords(cp.records) // never handed out
 	cp.records, cp.bytes = nil, 0
 }
 
@@ -268,6 +270,10 @@ func (c *Consumer) Position(topic string, partition int32) (int64, bool) {
 // reported once, as a *PartitionError (joined with errors.Join when there
 // are several), and stops until it is sought; records of other partitions
 // may come with the error, and are valid.
+//
+// The records are the caller's, valid as long as they are referenced. A
+// caller done with them may hand them back with Release, which makes
+// consuming cheaper.
 func (c *Consumer) Poll(ctx context.Context) ([]*Record, error) {
 	for {
 		recs, ready, err := c.pollReady(0)
@@ -348,7 +354,10 @@ func (c *Consumer) takeLocked(maxRecords int) ([]*Record, []error) {
 				recs = append(recs, cp.records...)
 			}
 			cp.position = cp.records[len(cp.records)-1].Offset + 1
-			c.dropLocked(cp)
+			// Handed out: the caller's now (not dropLocked: the records
+			// are not released).
+			c.buffered -= cp.bytes
+			cp.records, cp.bytes = nil, 0
 		}
 		if cp.err != nil && !cp.errReported {
 			cp.errReported = true
@@ -356,6 +365,27 @@ func (c *Consumer) takeLocked(maxRecords int) ([]*Record, []error) {
 		}
 	}
 	return recs, errs
+}
+
+// Release tells the consumer that the caller is done with records Poll
+// returned, so that it may reuse the memory their bytes are in for
+// records fetched later. Calling it is optional and only makes consuming
+// cheaper: records not released stay valid as long as they are
+// referenced.
+//
+// NB: after Release, the records' Key, Value and header values may be
+// overwritten at any time: do not use them, nor slices of them, nor
+// release them again from another goroutine at the same time. The Record
+// structs themselves (Topic, Partition, Offset, Timestamp, Headers' keys)
+// stay valid. Copy what is to be kept before releasing.
+//
+// Records of uncompressed batches alias the fetch response they came in,
+// whose buffer (up to FetchMaxBytes) is reused once all of its records are
+// released; without Release, each response gets a new buffer, which the
+// runtime zeroes and the OS faults in. Records Poll never returned (those
+// dropped by a seek or an unassignment) are released by the consumer.
+func (c *Consumer) Release(recs []*Record) {
+	releaseRecords(recs)
 }
 
 // Close stops the loops, waits for them, and closes the connections. Polls
@@ -427,6 +457,7 @@ func (c *Consumer) loopLocked(addr string) *fetchLoop {
 	f := c.loops[addr]
 	if f == nil {
 		f = &fetchLoop{c: c, addr: addr, wake: make(chan struct{}, 1)}
+		f.pool.min = f.maxFreshBytes()
 		c.loops[addr] = f
 		c.wg.Add(1)
 		go f.run()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"weir/protocol"
@@ -95,16 +97,21 @@ func (f *fetchLoop) send(claims []claim, maxBytes int32) *pendingFetch {
 		pf.done <- fetchAnswer{err: err}
 		return pf
 	}
-	pf.into = f.takeFresh()
+	pf.into = f.takeBuffer()
 	f.conn.doInto(ctx, req, pf.into, func(resp protocol.Response, frame []byte, err error) {
 		pf.done <- fetchAnswer{resp, frame, err}
 	})
 	return pf
 }
 
-// takeFresh returns the fresh buffer the loop prepared for a response,
-// or nil (the connection allocates one).
-func (f *fetchLoop) takeFresh() []byte {
+// takeBuffer returns a buffer for a response to be read into: one whose
+// records were all released (see Consumer.Release), or the fresh one the
+// loop prepared, or nil (the connection allocates one).
+func (f *fetchLoop) takeBuffer() []byte {
+	if b := f.pool.get(); b != nil {
+		f.reused.Add(1)
+		return b
+	}
 	b := f.fresh
 	f.fresh = nil
 	return b
@@ -120,7 +127,11 @@ func (f *fetchLoop) takeFresh() []byte {
 // its own size.
 func (f *fetchLoop) prepareFresh(last int) {
 	size := f.maxFreshBytes()
-	if f.fresh == nil && last >= size/2 {
+	if last < size/2 {
+		f.pool.drain() // caught up: hold no large buffers
+		return
+	}
+	if f.fresh == nil && f.pool.empty() {
 		f.fresh = make([]byte, 0, size)
 	}
 }
@@ -130,8 +141,13 @@ func (f *fetchLoop) prepareFresh(last int) {
 func (f *fetchLoop) reclaim(pf *pendingFetch) {
 	into := pf.into
 	pf.into = nil
-	if cap(into) > 0 && f.fresh == nil && (cap(pf.frame) == 0 || &into[:1][0] != &pf.frame[:1][0]) {
+	if cap(into) == 0 || (cap(pf.frame) > 0 && &into[:1][0] == &pf.frame[:1][0]) {
+		return
+	}
+	if f.fresh == nil {
 		f.fresh = into
+	} else {
+		f.pool.put(into)
 	}
 }
 
@@ -229,8 +245,13 @@ type scanned struct {
 // next fetch, or nil if none was sent.
 func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pendingFetch {
 	c := f.c
-	// After the records are stored, while the next response is read.
-	defer f.prepareFresh(len(pf.frame))
+	// The records of the response's uncompressed batches alias its buffer:
+	// it is reused once they are all released, and decoded (this hold).
+	fb := &fetchBuffer{b: pf.frame, pool: &f.pool}
+	fb.refs.Store(1)
+	pf.frame = nil
+	defer f.prepareFresh(len(fb.b)) // after the records are stored, while the next response is read
+	defer fb.release(1)
 	scans := make([]scanned, len(pf.claims))
 	var pending int64
 	for i, cl := range pf.claims {
@@ -260,7 +281,7 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 	for i, cl := range pf.claims {
 		if s := &scans[i]; s.err == nil && s.p.ErrorCode == protocol.CodeNone {
 			res := &results[i]
-			res.recs, res.size, res.next, res.err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, s.p.Records, cl.offset)
+			res.recs, res.size, res.next, res.err = f.decoder.decodeSized(cl.cp.tp.topic, cl.cp.tp.partition, s.p.Records, cl.offset, fb)
 		}
 	}
 
@@ -273,7 +294,8 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 			cp.busy = false
 		}
 		if !f.current(cl) {
-			continue // sought or unassigned meanwhile: the records are stale
+			releaseRecords(res.recs) // nobody had them
+			continue                 // sought or unassigned meanwhile: the records are stale
 		}
 		if s.carried >= 0 && (res.err != nil || res.next != s.next) {
 			// The next fetch asked for offsets that do not follow what is
@@ -362,4 +384,95 @@ func (f *fetchLoop) claimNext(prev []claim, scans []scanned, pending int64) ([]c
 		claims = append(claims, claim{cp: cp, gen: cp.gen, offset: cp.fetchOffset})
 	}
 	return claims, int32(min(room, int64(c.cfg.fetchMaxBytes)))
+}
+
+// fetchBuffer is the buffer a fetch response was read into, which the
+// records of its uncompressed batches alias. It counts them, so that the
+// fetch loop can read a later response into it once every one has been
+// released (see Consumer.Release) or dropped unseen.
+type fetchBuffer struct {
+	b    []byte
+	refs atomic.Int64 // records not released, plus 1 while decoded
+	pool *bufferPool
+}
+
+// release drops n of the buffer's references; the last one returns the
+// buffer to its loop's pool.
+func (fb *fetchBuffer) release(n int64) {
+	if fb.refs.Add(-n) == 0 {
+		fb.pool.put(fb.b)
+	}
+}
+
+// releaseRecords releases records' hold on the buffers they alias. The
+// records' bytes must not be used afterwards.
+func releaseRecords(recs []*Record) {
+	var (
+		fb *fetchBuffer
+		n  int64
+	)
+	for _, r := range recs {
+		if r.buf == nil {
+			continue
+		}
+		if r.buf != fb {
+			if fb != nil {
+				fb.release(n)
+			}
+			fb, n = r.buf, 0
+		}
+		n++
+		r.buf = nil
+	}
+	if fb != nil {
+		fb.release(n)
+	}
+}
+
+// maxPooledBuffers is how many released buffers a fetch loop keeps: one
+// for the fetch in flight, one for the next.
+const maxPooledBuffers = 2
+
+// bufferPool holds the released buffers of a fetch loop's responses, for
+// later responses. Consumer.Release fills it from any goroutine.
+type bufferPool struct {
+	mu sync.Mutex
+	// min is the smallest buffer kept: the size the loop prepares (see
+	// prepareFresh), which holds any response of FetchMaxBytes.
+	min  int
+	bufs [][]byte
+}
+
+func (p *bufferPool) put(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cap(b) >= p.min && cap(b) > 0 && len(p.bufs) < maxPooledBuffers {
+		p.bufs = append(p.bufs, b[:0])
+	}
+}
+
+func (p *bufferPool) get() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.bufs)
+	if n == 0 {
+		return nil
+	}
+	b := p.bufs[n-1]
+	p.bufs[n-1] = nil
+	p.bufs = p.bufs[:n-1]
+	return b
+}
+
+func (p *bufferPool) empty() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.bufs) == 0
+}
+
+func (p *bufferPool) drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.bufs)
+	p.bufs = p.bufs[:0]
 }

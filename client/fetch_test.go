@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"weir/protocol"
+	"weir/protocol/record"
 )
 
 // holdingFake is a fake broker serving partition 0 of topic "t": a fetch
@@ -345,5 +347,86 @@ func TestGroupFetchFencedPipelined(t *testing.T) {
 			t.Fatalf("t[1]@%d returned, want %d (fenced from %d)", r.Offset, next, fence)
 		}
 		next++
+	}
+}
+
+// valueAt is the value of the record at offset o in bigFramesFake's
+// partition: 1000 bytes that tell the offset.
+func valueAt(o int64) []byte {
+	v := slices.Repeat([]byte{byte(o)}, 1000)
+	copy(v, fmt.Sprintf("r%d:", o))
+	return v
+}
+
+// bigFramesFake serves partition 0 of topic "t": a fetch at offset o gets
+// 700 records of valueAt (about 700 KB: large enough for the fetch loop
+// of a consumer with FetchMaxBytes 1 MiB to reuse response buffers).
+func bigFramesFake(t *testing.T) *fakeBroker {
+	fb := startFake(t, 1)
+	fb.addTopic("t", 1)
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		r, ok := req.(*protocol.FetchRequest)
+		if !ok {
+			return fakeReply{pass: true}
+		}
+		off := r.Topics[0].Partitions[0].FetchOffset
+		b := record.NewBuilder(record.CodecNone)
+		for i := range int64(700) {
+			b.Append(record.Record{Value: valueAt(off + i), Timestamp: 1000})
+		}
+		batch, err := b.AppendTo(nil)
+		if err != nil {
+			t.Error(err)
+		}
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, appendFrame(nil, frameTypeData, off, 700, batch), nil)}
+	})
+	return fb
+}
+
+// TestConsumerRecordsStayValid: records Poll returned keep their bytes as
+// long as they are not released, however many responses come after; a
+// caller that releases each Poll's records sees them right until then.
+func TestConsumerRecordsStayValid(t *testing.T) {
+	const n = 20 * 700
+	check := func(t *testing.T, recs []*Record, from int64) {
+		t.Helper()
+		for i, r := range recs {
+			if want := from + int64(i); r.Offset != want || !bytes.Equal(r.Value, valueAt(want)) {
+				t.Fatalf("record %d: offset %d, value %.12q...", want, r.Offset, r.Value)
+			}
+		}
+	}
+	for _, release := range []bool{false, true} {
+		t.Run(fmt.Sprint("release=", release), func(t *testing.T) {
+			fb := bigFramesFake(t)
+			c := newConsumer(t, fb.addr, FetchMaxBytes(1<<20), MaxPrefetchBytes(2<<20))
+			c.SeekTo("t", 0, 0)
+			ctx := testContext(t, 20*time.Second)
+			var kept []*Record
+			for len(kept) < n {
+				recs, err := c.Poll(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(t, recs, int64(len(kept)))
+				kept = append(kept, recs...)
+				if release {
+					c.Release(recs)
+					c.Release(recs) // twice is harmless
+				}
+			}
+			if !release {
+				check(t, kept, 0)
+			}
+			c.mu.Lock()
+			reused := c.loops[fb.addr].reused.Load()
+			c.mu.Unlock()
+			if release && reused == 0 {
+				t.Error("no response buffer was reused")
+			}
+			if !release && reused != 0 {
+				t.Errorf("%d response buffers reused, with no records released", reused)
+			}
+		})
 	}
 }

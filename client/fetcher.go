@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"weir/protocol"
@@ -116,6 +117,11 @@ type fetchLoop struct {
 	// fresh is a buffer nothing aliases, for a later response to be read
 	// into (see prepareFresh).
 	fresh []byte
+	// pool holds buffers whose records were all released.
+	pool bufferPool
+	// reused counts the responses read into a buffer from pool (for
+	// tests).
+	reused atomic.Int64
 }
 
 // claim is a partition a loop has taken for one request, with what it

@@ -116,12 +116,14 @@ func scanFrames(data []byte, from int64) (next, size int64, err error) {
 // reuses its batch reader.
 //
 // The records of an uncompressed batch alias the fetch response: their
-// Key, Value and header values point into it. That is safe because the
-// connection reads every response into a buffer of its own (see
-// conn.readLoop) that nothing writes to or reuses afterwards; the buffer
-// lives as long as any record cut from it. The records of a compressed
-// batch are decompressed into the reader's buffer, reused from batch to
-// batch, so their bytes are copied into arena blocks.
+// Key, Value and header values point into it. That is safe because a
+// response's buffer is not written to again while any record cut from it
+// is unreleased: each record holds a reference to it (Record.buf, counted
+// in its fetchBuffer), dropped only by Consumer.Release or when the
+// consumer discards a record nobody saw; the buffer lives as long as any
+// record cut from it. The records of a compressed batch are decompressed
+// into the reader's buffer, reused from batch to batch, so their bytes
+// are copied into arena blocks (and hold no reference).
 type frameDecoder struct {
 	reader  record.Reader
 	arena   arena
@@ -137,13 +139,19 @@ const headerChunk = 256
 // error. The records alias data unless their batch was compressed: data
 // must not be modified or reused afterwards.
 func (d *frameDecoder) decode(topic string, partition int32, data []byte, from int64) (recs []*Record, next int64, err error) {
-	recs, _, next, err = d.decodeSized(topic, partition, data, from)
+	recs, _, next, err = d.decodeSized(topic, partition, data, from, nil)
 	return recs, next, err
 }
 
 // decodeSized is decode, and also returns the bytes the records count
-// against MaxPrefetchBytes (recordsBytes of them).
-func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64) (recs []*Record, size int64, next int64, err error) {
+// against MaxPrefetchBytes (recordsBytes of them). fb, if not nil, is the
+// buffer data is in: the records that alias it hold a reference to it
+// (Record.buf), added to its count.
+func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, from int64, fb *fetchBuffer) (recs []*Record, size int64, next int64, err error) {
+	var refs int64
+	if fb != nil {
+		defer func() { fb.refs.Add(refs) }()
+	}
 	next = from
 	total := len(data)
 	for len(data) > 0 {
@@ -192,6 +200,10 @@ func (d *frameDecoder) decodeSized(topic string, partition int32, data []byte, f
 			r.Offset = offset
 			if alias {
 				r.Key, r.Value = rec.Key, rec.Value
+				if fb != nil {
+					r.buf = fb
+					refs++
+				}
 			} else {
 				r.Key, r.Value = d.arena.copy(rec.Key), d.arena.copy(rec.Value)
 			}

@@ -31,11 +31,12 @@ const (
 //
 // A consumed record's Key, Value and header values are its own: no other
 // record shares their bytes, and the client never writes to them or reuses
-// them, so they stay valid as long as the record is referenced. NB: they
-// may alias the fetch response the record came in (records of uncompressed
-// batches do), so holding any record of a response keeps that whole
-// response (up to FetchMaxBytes) in memory; copy the bytes of records kept
-// for long.
+// them, so they stay valid as long as the record is referenced, unless
+// the record is handed back with Consumer.Release (after which they may be
+// overwritten). NB: they may alias the fetch response the record came in
+// (records of uncompressed batches do), so holding any record of a
+// response keeps that whole response (up to FetchMaxBytes) in memory; copy
+// the bytes of records kept for long.
 type Record struct {
 	Topic     string
 	Partition int32
@@ -48,6 +49,10 @@ type Record struct {
 	Headers []Header
 	// Timestamp is kept at millisecond precision.
 	Timestamp time.Time
+
+	// buf is the fetch response buffer a consumed record's bytes alias,
+	// until the record is released (see Consumer.Release).
+	buf *fetchBuffer
 }
 
 // recordOverhead is what a record costs on top of its bytes, in the

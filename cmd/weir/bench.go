@@ -330,6 +330,9 @@ func (m *Main) benchConsume(ctx context.Context, f *clientFlags, o *benchOptions
 			bytes += int64(len(r.Value))
 		}
 		read.Add(int64(len(recs)))
+		if rel, ok := c.(interface{ Release([]*client.Record) }); ok {
+			rel.Release(recs)
+		}
 		if first.IsZero() && len(recs) > 0 {
 			first, firstRecords, firstBytes = time.Now(), read.Load(), bytes
 		}
