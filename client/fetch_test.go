@@ -358,9 +358,14 @@ func valueAt(o int64) []byte {
 	return v
 }
 
+// bigFrameRecords is how many records bigFramesFake serves a fetch: about
+// 1.1 MB, large enough for the fetch loop of a consumer with
+// FetchMaxBytes 1 MiB to keep response buffers (see prepareFresh).
+const bigFrameRecords = 1100
+
 // bigFramesFake serves partition 0 of topic "t": a fetch at offset o gets
-// 700 records of valueAt (about 700 KB: large enough for the fetch loop
-// of a consumer with FetchMaxBytes 1 MiB to reuse response buffers).
+// bigFrameRecords records of valueAt from o.
+
 func bigFramesFake(t *testing.T) *fakeBroker {
 	fb := startFake(t, 1)
 	fb.addTopic("t", 1)
@@ -371,14 +376,14 @@ func bigFramesFake(t *testing.T) *fakeBroker {
 		}
 		off := r.Topics[0].Partitions[0].FetchOffset
 		b := record.NewBuilder(record.CodecNone)
-		for i := range int64(700) {
+		for i := range int64(bigFrameRecords) {
 			b.Append(record.Record{Value: valueAt(off + i), Timestamp: 1000})
 		}
 		batch, err := b.AppendTo(nil)
 		if err != nil {
 			t.Error(err)
 		}
-		return fakeReply{resp: fetchReply(r, protocol.CodeNone, appendFrame(nil, frameTypeData, off, 700, batch), nil)}
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, appendFrame(nil, frameTypeData, off, bigFrameRecords, batch), nil)}
 	})
 	return fb
 }
@@ -387,7 +392,7 @@ func bigFramesFake(t *testing.T) *fakeBroker {
 // long as they are not released, however many responses come after; a
 // caller that releases each Poll's records sees them right until then.
 func TestConsumerRecordsStayValid(t *testing.T) {
-	const n = 20 * 700
+	const n = 20 * bigFrameRecords
 	check := func(t *testing.T, recs []*Record, from int64) {
 		t.Helper()
 		for i, r := range recs {

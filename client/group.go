@@ -262,6 +262,12 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]*Record, error) {
 	return g.PollRecords(ctx, 0)
 }
 
+// Release hands back records Poll returned, as Consumer.Release does: it
+// is optional, and after it the records' bytes may be overwritten.
+func (g *GroupConsumer) Release(recs []*Record) {
+	g.c.Release(recs)
+}
+
 // PollRecords is Poll returning at most maxRecords records (all that are
 // ready for maxRecords <= 0); the others stay for the next Poll.
 func (g *GroupConsumer) PollRecords(ctx context.Context, maxRecords int) ([]*Record, error) {
