@@ -174,9 +174,9 @@ func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
 }
 
 // answer waits for pf's answer. A broker answers a fetch by its long
-// poll's end (FetchMaxWait); one that has not a second later is frozen,
-// cut off or overloaded, and its partitions may have other leaders by
-// now. Then, and every leaderRecheckInterval after, the loop asks the
+// poll's end (FetchMaxWait); one that has not leaderCheckInterval later
+// is frozen, cut off or overloaded, and its partitions may have other
+// leaders by now. Then, and every leaderRecheckInterval after, the loop asks the
 // metadata (other brokers first) whether a partition of the fetch has a
 // new leader; if so it drops its connection, which fails the fetch at
 // once: its partitions go back to the metadata loop, which finds their

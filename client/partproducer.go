@@ -422,14 +422,17 @@ func (pp *partProducer) retryLater(b *batch, err error, wait time.Duration) {
 
 // leaderCheckInterval is how long a produce request may wait for its
 // answer before the partition's producer asks the metadata whether its
-// leader changed. Commits take milliseconds; a request waiting a second is
-// stuck on a node that is frozen or cut off, whose partitions another node
-// leads soon. While it waits on, the producer asks again every
-// leaderRecheckInterval, so that it learns of the new leader soon after
-// the election.
+// leader changed. Commits take milliseconds (tens in a disk's worst
+// stalls); a request waiting half a second is stuck on a node that is
+// frozen or cut off, whose partitions another node leads soon: followers
+// elect one 0.3-0.9 s after their leader goes quiet. While it waits on,
+// the producer asks again every leaderRecheckInterval, so that it learns
+// of the new leader soon after the election. A check that finds the same
+// leader costs one Metadata request, shared by every partition that asks
+// at the same time (see cluster.refresh).
 const (
-	leaderCheckInterval   = time.Second
-	leaderRecheckInterval = 250 * time.Millisecond
+	leaderCheckInterval   = 500 * time.Millisecond
+	leaderRecheckInterval = 100 * time.Millisecond
 )
 
 // errLeaderMoved fails the requests on a connection to a partition's
