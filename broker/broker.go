@@ -69,8 +69,9 @@ type Config struct {
 	BackpressureRetry time.Duration
 
 	// Raft timing for the metadata group and the partitions (see
-	// partition.Config). Defaults: heartbeat 300ms, election 500ms, lease
-	// 300ms (docs/cluster.md, "Failover, measured").
+	// partition.Config). Defaults: heartbeat 300ms, election 5/3 of the
+	// heartbeat timeout (500ms), lease equal to it (300ms), the most Raft
+	// allows (docs/cluster.md, "Failover, measured").
 	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLeaseTimeout time.Duration
 	// RetentionInterval is how often partitions apply retention. Default 10s.
 	RetentionInterval time.Duration
@@ -113,8 +114,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.BackpressureRetry, 100*time.Millisecond)
 	setDur(&c.RetentionInterval, 10*time.Second)
 	setDur(&c.RaftHeartbeatTimeout, 300*time.Millisecond)
-	setDur(&c.RaftElectionTimeout, 500*time.Millisecond)
-	setDur(&c.RaftLeaderLeaseTimeout, 300*time.Millisecond)
+	setDur(&c.RaftElectionTimeout, c.RaftHeartbeatTimeout*5/3)
+	setDur(&c.RaftLeaderLeaseTimeout, c.RaftHeartbeatTimeout)
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 256 << 20
 	}

@@ -91,7 +91,29 @@ type Config struct {
 	Log LogConfig `mapstructure:"log"`
 	// Group tunes the consumer group coordinator.
 	Group GroupConfig `mapstructure:"group"`
+	// Raft tunes the Raft groups: every partition's and the metadata's.
+	Raft RaftConfig `mapstructure:"raft"`
 }
+
+// RaftConfig is the "raft" section: how fast Raft groups notice a lost
+// leader, against what an idle group costs.
+type RaftConfig struct {
+	// HeartbeatTimeout is how long a follower goes without hearing from
+	// its leader before it stands for election. Leaders heartbeat three
+	// to six times within it; the election timeout is 5/3 of it and the
+	// leader lease equal to it. It sets the failover time (a dead leader
+	// is replaced after about one to three of it) and the idle cost of
+	// every replica (docs/cluster.md, "1,000 replicas per node").
+	HeartbeatTimeout time.Duration `mapstructure:"heartbeat-timeout"`
+}
+
+// Bounds of raft.heartbeat-timeout: below 50ms a scheduling hiccup
+// deposes leaders; above a minute a dead leader stalls its partitions for
+// minutes.
+const (
+	MinRaftHeartbeatTimeout = 50 * time.Millisecond
+	MaxRaftHeartbeatTimeout = time.Minute
+)
 
 // GroupConfig is the "group" section: consumer group sessions.
 type GroupConfig struct {
@@ -154,6 +176,7 @@ func Default() Config {
 			MinSessionTimeout: time.Second,
 			MaxSessionTimeout: 5 * time.Minute,
 		},
+		Raft: RaftConfig{HeartbeatTimeout: 300 * time.Millisecond},
 	}
 }
 
@@ -253,6 +276,9 @@ func (c Config) Validate() error {
 	} else if g.SessionTimeout < g.MinSessionTimeout || g.SessionTimeout > g.MaxSessionTimeout {
 		bad("group.session-timeout", "%v is outside group.min-session-timeout .. group.max-session-timeout (%v .. %v)",
 			g.SessionTimeout, g.MinSessionTimeout, g.MaxSessionTimeout)
+	}
+	if hb := c.Raft.HeartbeatTimeout; hb < MinRaftHeartbeatTimeout || hb > MaxRaftHeartbeatTimeout {
+		bad("raft.heartbeat-timeout", "%v is outside %v .. %v", hb, MinRaftHeartbeatTimeout, MaxRaftHeartbeatTimeout)
 	}
 	return errors.Join(errs...)
 }

@@ -61,6 +61,9 @@ func TestValidate(t *testing.T) {
 		{"heartbeat interval 0", func(c *config.Config) { c.Group.HeartbeatInterval = 0 }, "group.heartbeat-interval"},
 		{"session below minimum", func(c *config.Config) { c.Group.SessionTimeout = time.Millisecond }, "group.session-timeout"},
 		{"min above max", func(c *config.Config) { c.Group.MinSessionTimeout = time.Hour }, "group.min-session-timeout"},
+		{"raft heartbeat at minimum", func(c *config.Config) { c.Raft.HeartbeatTimeout = config.MinRaftHeartbeatTimeout }, ""},
+		{"raft heartbeat below minimum", func(c *config.Config) { c.Raft.HeartbeatTimeout = config.MinRaftHeartbeatTimeout - 1 }, "raft.heartbeat-timeout"},
+		{"raft heartbeat above maximum", func(c *config.Config) { c.Raft.HeartbeatTimeout = config.MaxRaftHeartbeatTimeout + 1 }, "raft.heartbeat-timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +159,7 @@ func TestAddFlags(t *testing.T) {
 		"--group.session-timeout=30s",
 		"--group.min-session-timeout=2s",
 		"--group.max-session-timeout=1m",
+		"--raft.heartbeat-timeout=600ms",
 	}
 	var n int
 	flags.VisitAll(func(*pflag.Flag) { n++ })
@@ -189,6 +193,7 @@ func TestAddFlags(t *testing.T) {
 		},
 		Group: config.GroupConfig{HeartbeatInterval: time.Second, SessionTimeout: 30 * time.Second,
 			MinSessionTimeout: 2 * time.Second, MaxSessionTimeout: time.Minute},
+		Raft: config.RaftConfig{HeartbeatTimeout: 600 * time.Millisecond},
 	}
 	if got != want {
 		t.Errorf("Load with every flag set:\n got %+v\nwant %+v", got, want)

@@ -44,6 +44,7 @@ var keys = []key{
 	{"group.session-timeout", "a group member's session when it asks for none", func(c *Config) any { return &c.Group.SessionTimeout }},
 	{"group.min-session-timeout", "the shortest session a group member may ask for", func(c *Config) any { return &c.Group.MinSessionTimeout }},
 	{"group.max-session-timeout", "the longest session a group member may ask for", func(c *Config) any { return &c.Group.MaxSessionTimeout }},
+	{"raft.heartbeat-timeout", "how long a Raft follower waits for its leader before standing for election: failover time against idle cost", func(c *Config) any { return &c.Raft.HeartbeatTimeout }},
 }
 
 // envPrefix and envReplacer turn a key into its environment variable.

@@ -50,6 +50,8 @@ func (m *Main) serve(cmd *cobra.Command, cfg config.Config, pprofOn bool) error 
 		Join:               cfg.JoinAddrs(),
 		BootstrapExpect:    int(cfg.BootstrapExpect),
 		TopicDefaults:      topicDefaults(cfg.Log),
+		// The election timeout and the lease follow (broker.Config).
+		RaftHeartbeatTimeout: cfg.Raft.HeartbeatTimeout,
 		Groups: cluster.CoordinatorConfig{
 			HeartbeatInterval:     cfg.Group.HeartbeatInterval,
 			DefaultSessionTimeout: cfg.Group.SessionTimeout,
