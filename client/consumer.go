@@ -46,7 +46,11 @@ type Consumer struct {
 	order    []topicPartition // assignment order, which Poll rotates through
 	rotate   int
 	buffered int64 // bytes of records decoded and not yet polled
-	loops    map[string]*fetchLoop
+	// reserved is what the fetches on their way or being decoded, on
+	// every loop, may add to buffered: what each asked for until its
+	// response is scanned, then what the response holds, until stored.
+	reserved int64
+	loops    map[fetchLoopKey]*fetchLoop
 	closed   bool
 	// ready is closed (and replaced) when records or errors arrive, or on
 	// Close: it wakes Polls.
@@ -80,6 +84,7 @@ type consumerPartition struct {
 	errReported bool
 
 	leader   string    // the leader's address; "" for the metadata loop to find
+	lane     int       // which of its leader's fetch loops serves it (see FetchConnections)
 	retryAt  time.Time // not before this after a failure
 	failures int       // consecutive failures, against MaxRetries
 }
@@ -100,7 +105,7 @@ func startConsumer(cfg config, onFenced func(topicPartition)) *Consumer {
 		cfg:      cfg,
 		metaWake: make(chan struct{}, 1),
 		parts:    map[topicPartition]*consumerPartition{},
-		loops:    map[string]*fetchLoop{},
+		loops:    map[fetchLoopKey]*fetchLoop{},
 		ready:    make(chan struct{}),
 		onFenced: onFenced,
 	}
@@ -132,7 +137,8 @@ func (c *Consumer) assignLocked(tp topicPartition) *consumerPartition {
 	if cp := c.parts[tp]; cp != nil {
 		return cp
 	}
-	cp := &consumerPartition{tp: tp, needsReset: true, resetTo: c.cfg.startOffset, position: -1, fetchOffset: -1}
+	cp := &consumerPartition{tp: tp, needsReset: true, resetTo: c.cfg.startOffset, position: -1, fetchOffset: -1,
+		lane: laneOf(tp, c.cfg.fetchConnections)}
 	c.parts[tp] = cp
 	c.order = append(c.order, tp)
 	return cp
@@ -443,22 +449,24 @@ func (c *Consumer) wakePartitionLocked(cp *consumerPartition) {
 		c.wakeMetadata()
 		return
 	}
-	c.loopLocked(cp.leader).signal()
+	c.loopFor(cp).signal()
 }
 
-// loopLocked returns the fetch loop of a broker, starting it if need be.
-// Once closed it starts none (a loop may still be finishing a response
-// that points elsewhere) and returns one that is never run.
-// REQUIRES: mu held.
-func (c *Consumer) loopLocked(addr string) *fetchLoop {
+// loopFor returns the fetch loop that serves cp from its leader, starting
+// it if need be. Once closed it starts none (a loop may still be
+// finishing a response that points elsewhere) and returns one that is
+// never run.
+// REQUIRES: mu held; cp.leader set.
+func (c *Consumer) loopFor(cp *consumerPartition) *fetchLoop {
+	key := fetchLoopKey{cp.leader, cp.lane}
 	if c.closed {
-		return &fetchLoop{c: c, addr: addr, wake: make(chan struct{}, 1)}
+		return &fetchLoop{c: c, fetchLoopKey: key, wake: make(chan struct{}, 1)}
 	}
-	f := c.loops[addr]
+	f := c.loops[key]
 	if f == nil {
-		f = &fetchLoop{c: c, addr: addr, wake: make(chan struct{}, 1)}
+		f = &fetchLoop{c: c, fetchLoopKey: key, wake: make(chan struct{}, 1)}
 		f.pool.min = f.maxFreshBytes()
-		c.loops[addr] = f
+		c.loops[key] = f
 		c.wg.Add(1)
 		go f.run()
 	}

@@ -28,10 +28,12 @@ import (
 //     batch inside a frame), N+1 asked for offsets past it: its claim is
 //     marked void and its result dropped; the partition is fetched again
 //     from what was stored, after the backoff.
-//   - N+1 asks for at most MaxPrefetchBytes less what is buffered and what
-//     N will add (scanFrames' size), so decoded records and responses on
-//     their way stay within MaxPrefetchBytes, as closely as without
-//     pipelining (a fetch asks in wire bytes; its records count more).
+//   - N+1 asks for at most MaxPrefetchBytes less what is buffered, what
+//     N will add (scanFrames' size) and what the fetches of the
+//     consumer's other loops asked for or will add (Consumer.reserved),
+//     so decoded records and responses on their way stay within
+//     MaxPrefetchBytes, as closely as without pipelining (a fetch asks in
+//     wire bytes; its records count more).
 //   - Each fetch carries the group identity of when it was sent
 //     (pendingFetch.member), against which its fences are judged.
 //   - No N+1 is sent while a partition of the loop waits for ListOffsets
@@ -52,6 +54,9 @@ type pendingFetch struct {
 	// conn.doInto), or nil; frame, once answered, the one it was read
 	// into. The records alias frame.
 	into, frame []byte
+	// reserved is the fetch's share of Consumer.reserved: the bytes it
+	// asked for, then, once scanned, what its response will add.
+	reserved int64
 }
 
 type fetchAnswer struct {
@@ -65,6 +70,7 @@ type fetchAnswer struct {
 // await).
 func (f *fetchLoop) send(claims []claim, maxBytes int32) *pendingFetch {
 	c := f.c
+	reserved := int64(maxBytes)
 	maxBytes = max(maxBytes, 1)
 	req := &protocol.FetchRequest{
 		MaxWaitMs: int32(c.cfg.fetchMaxWait.Milliseconds()),
@@ -92,7 +98,7 @@ func (f *fetchLoop) send(claims []claim, maxBytes int32) *pendingFetch {
 		}
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.fetchMaxWait+c.cfg.requestTimeout)
-	pf := &pendingFetch{claims: claims, member: member, done: make(chan fetchAnswer, 1), cancel: cancel}
+	pf := &pendingFetch{claims: claims, member: member, done: make(chan fetchAnswer, 1), cancel: cancel, reserved: reserved}
 	if err := f.dial(ctx); err != nil {
 		pf.done <- fetchAnswer{err: err}
 		return pf
@@ -165,6 +171,9 @@ func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
 	pf.cancel()
 	if a.err != nil {
 		pf.into = nil // the connection's (see conn.doInto)
+		f.c.mu.Lock()
+		f.c.reserved -= pf.reserved
+		f.c.mu.Unlock()
 		f.requestFailed(pf.claims, a.err)
 		return nil, false
 	}
@@ -266,7 +275,7 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 		pending += size
 	}
 	var next *pendingFetch
-	if claims, maxBytes := f.claimNext(pf.claims, scans, pending); len(claims) > 0 {
+	if claims, maxBytes := f.claimNext(pf, scans, pending); len(claims) > 0 {
 		next = f.send(claims, maxBytes)
 	}
 
@@ -288,6 +297,7 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 	notify := false
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.reserved -= pf.reserved // stored now (or dropped): in buffered, as much as kept
 	for i, cl := range pf.claims {
 		cp, s, res := cl.cp, &scans[i], results[i]
 		if s.carried < 0 {
@@ -341,18 +351,22 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 	return next
 }
 
-// claimNext claims the partitions of the fetch sent while a response is
-// decoded: those of the response whose frames are whole, at the offset
+// claimNext claims the partitions of the fetch sent while pf's response
+// is decoded: those of the response whose frames are whole, at the offset
 // after them (marking them carried in scans; they stay busy), and those
 // waiting to be fetched. pending is what the response's records will add
-// to the buffered bytes. It claims nothing, so that the loop stores the
-// response and then claims afresh, if there is no room under
-// MaxPrefetchBytes or a partition waits for its start offset.
-func (f *fetchLoop) claimNext(prev []claim, scans []scanned, pending int64) ([]claim, int32) {
+// to the buffered bytes: pf's reservation becomes that. It claims nothing,
+// so that the loop stores the response and then claims afresh, if there
+// is no room under MaxPrefetchBytes or a partition waits for its start
+// offset; else it reserves what the next fetch may ask for.
+func (f *fetchLoop) claimNext(pf *pendingFetch, scans []scanned, pending int64) ([]claim, int32) {
 	c := f.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	room := c.cfg.maxPrefetchBytes - c.buffered - pending
+	c.reserved += pending - pf.reserved
+	pf.reserved = pending
+	prev := pf.claims
+	room := c.cfg.maxPrefetchBytes - c.buffered - c.reserved
 	if c.closed || room <= 0 {
 		return nil, 0
 	}
@@ -362,7 +376,7 @@ func (f *fetchLoop) claimNext(prev []claim, scans []scanned, pending int64) ([]c
 	f.rotate++
 	for i := range n {
 		cp := c.parts[c.order[(f.rotate+i)%n]]
-		if cp.leader != f.addr || cp.busy || cp.err != nil || cp.retryAt.After(now) {
+		if !f.serves(cp) || cp.busy || cp.err != nil || cp.retryAt.After(now) {
 			continue
 		}
 		if cp.needsReset {
@@ -373,7 +387,7 @@ func (f *fetchLoop) claimNext(prev []claim, scans []scanned, pending int64) ([]c
 	var claims []claim
 	for i, cl := range prev {
 		s, cp := &scans[i], cl.cp
-		if !s.whole || !f.current(cl) || cp.err != nil || cp.leader != f.addr || cp.retryAt.After(now) {
+		if !s.whole || !f.current(cl) || cp.err != nil || !f.serves(cp) || cp.retryAt.After(now) {
 			continue
 		}
 		s.carried = len(claims)
@@ -383,7 +397,12 @@ func (f *fetchLoop) claimNext(prev []claim, scans []scanned, pending int64) ([]c
 		cp.busy = true
 		claims = append(claims, claim{cp: cp, gen: cp.gen, offset: cp.fetchOffset})
 	}
-	return claims, int32(min(room, int64(c.cfg.fetchMaxBytes)))
+	if len(claims) == 0 {
+		return nil, 0
+	}
+	maxBytes := int32(min(room, int64(c.cfg.fetchMaxBytes)))
+	c.reserved += int64(maxBytes) // until the response is scanned, or the fetch fails
+	return claims, maxBytes
 }
 
 // fetchBuffer is the buffer a fetch response was read into, which the

@@ -185,13 +185,14 @@ func TestFetchPipelinedDamage(t *testing.T) {
 	}
 }
 
-// TestClaimNext: the partitions and bytes of a pipelined fetch.
+// TestClaimNext: the partitions and bytes of a pipelined fetch, and the
+// bytes it reserves.
 func TestClaimNext(t *testing.T) {
 	const limit, fetchMax = 1000, 600
 	setup := func() (*fetchLoop, []claim, []scanned) {
 		c := &Consumer{parts: map[topicPartition]*consumerPartition{}}
-		c.cfg.maxPrefetchBytes, c.cfg.fetchMaxBytes = limit, fetchMax
-		f := &fetchLoop{c: c, addr: "b1"}
+		c.cfg.maxPrefetchBytes, c.cfg.fetchMaxBytes, c.cfg.fetchConnections = limit, fetchMax, 1
+		f := &fetchLoop{c: c, fetchLoopKey: fetchLoopKey{addr: "b1"}}
 		var prev []claim
 		for p := range int32(3) {
 			cp := c.assignLocked(topicPartition{"t", p})
@@ -209,19 +210,22 @@ func TestClaimNext(t *testing.T) {
 		edit     func(f *fetchLoop, prev []claim, scans []scanned)
 		buffered int64
 		pending  int64
+		others   int64 // reserved by other loops' fetches
 		// offsets of t[0], t[1], t[2] in the next fetch (-1: not in it),
 		// and its bytes.
 		want     [3]int64
 		maxBytes int32
 	}{
-		{"all", nil, 0, 100, [3]int64{20, 15, 10}, fetchMax},
-		{"room", nil, 300, 400, [3]int64{20, 15, 10}, 300},
-		{"full", nil, 600, 400, [3]int64{-1, -1, -1}, 0},
-		{"damaged", func(_ *fetchLoop, _ []claim, s []scanned) { s[1].whole = false }, 0, 0, [3]int64{20, -1, 10}, fetchMax},
-		{"sought", func(f *fetchLoop, prev []claim, _ []scanned) { prev[0].cp.gen++ }, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
-		{"unassigned", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.unassignLocked(topicPartition{"t", 0}) }, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
-		{"reset", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.parts[topicPartition{"t", 2}].needsReset = true }, 0, 0, [3]int64{-1, -1, -1}, 0},
-		{"closed", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.closed = true }, 0, 0, [3]int64{-1, -1, -1}, 0},
+		{"all", nil, 0, 100, 0, [3]int64{20, 15, 10}, fetchMax},
+		{"room", nil, 300, 400, 0, [3]int64{20, 15, 10}, 300},
+		{"full", nil, 600, 400, 0, [3]int64{-1, -1, -1}, 0},
+		{"other loops", nil, 0, 400, 300, [3]int64{20, 15, 10}, 300},
+		{"full with other loops", nil, 300, 400, 300, [3]int64{-1, -1, -1}, 0},
+		{"damaged", func(_ *fetchLoop, _ []claim, s []scanned) { s[1].whole = false }, 0, 0, 0, [3]int64{20, -1, 10}, fetchMax},
+		{"sought", func(f *fetchLoop, prev []claim, _ []scanned) { prev[0].cp.gen++ }, 0, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
+		{"unassigned", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.unassignLocked(topicPartition{"t", 0}) }, 0, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
+		{"reset", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.parts[topicPartition{"t", 2}].needsReset = true }, 0, 0, 0, [3]int64{-1, -1, -1}, 0},
+		{"closed", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.closed = true }, 0, 0, 0, [3]int64{-1, -1, -1}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, prev, scans := setup()
@@ -229,7 +233,17 @@ func TestClaimNext(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(f, prev, scans)
 			}
-			claims, maxBytes := f.claimNext(prev, scans, tc.pending)
+			// The response asked for fetchMax; its records will add pending.
+			pf := &pendingFetch{claims: prev, reserved: fetchMax}
+			f.c.reserved = fetchMax + tc.others
+			claims, maxBytes := f.claimNext(pf, scans, tc.pending)
+			wantReserved := tc.pending + tc.others
+			if len(claims) > 0 {
+				wantReserved += int64(maxBytes)
+			}
+			if pf.reserved != tc.pending || f.c.reserved != wantReserved {
+				t.Errorf("reserved %d (the response's %d), want %d (%d)", f.c.reserved, pf.reserved, wantReserved, tc.pending)
+			}
 			got := [3]int64{-1, -1, -1}
 			for _, cl := range claims {
 				got[cl.cp.tp.partition] = cl.offset
@@ -251,58 +265,71 @@ func TestClaimNext(t *testing.T) {
 
 // TestFetchPipelinedBound: without Polls, what the consumer holds stays
 // within MaxPrefetchBytes (give or take a frame per fetch, which a broker
-// sends whole) although fetches are pipelined.
+// sends whole) although fetches are pipelined, and when two partitions
+// are fetched over two connections at once.
 func TestFetchPipelinedBound(t *testing.T) {
-	fb := startFake(t, 1)
-	fb.addTopic("t", 1)
-	value := string(make([]byte, 100))
-	fb.setHandler(func(req protocol.Request) fakeReply {
-		r, ok := req.(*protocol.FetchRequest)
-		if !ok {
-			return fakeReply{pass: true}
-		}
-		// Frames of 10 records, as many as MaxBytes takes (at least one).
-		off := r.Topics[0].Partitions[0].FetchOffset
-		var frames []byte
-		for len(frames) == 0 || len(frames)+1200 <= int(r.MaxBytes) {
-			frames = appendFrame(frames, frameTypeData, off, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
-			off += 10
-		}
-		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
-	})
-	// NB: a fetch as large as the limit, so that a pipelined fetch that
-	// did not count the response before it would ask for as much again.
-	const limit = 32 << 10
-	c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxBytes(limit))
-	c.SeekTo("t", 0, 0)
-	ctx := testContext(t, 20*time.Second)
-	// Wait until the fetches stop: the buffer is full.
-	last := -1
-	for {
-		time.Sleep(50 * time.Millisecond)
-		n := fb.count(protocol.KeyFetch)
-		if n == last {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("fetching never stopped")
-		}
-		last = n
-	}
-	c.mu.Lock()
-	buffered := c.buffered
-	c.mu.Unlock()
-	// A fetch asks for the room left in wire bytes, and its records count
-	// more (recordOverhead each: half as much again here); the last frame
-	// may pass it.
-	const frame = 10 * (100 + recordOverhead)
-	t.Logf("%d fetches, %d bytes buffered (limit %d)", last, buffered, limit)
-	if buffered > limit*3/2+2*frame {
-		t.Fatalf("%d bytes buffered, limit %d", buffered, limit)
-	}
-	recs := pollN(t, ctx, c, 1)
-	if recs[0].Offset != 0 {
-		t.Fatalf("first record at %d", recs[0].Offset)
+	for _, parts := range []int32{1, 2} {
+		t.Run(fmt.Sprint(parts, "partitions"), func(t *testing.T) {
+			fb := startFake(t, 1)
+			fb.addTopic("t", parts)
+			value := string(make([]byte, 100))
+			fb.setHandler(func(req protocol.Request) fakeReply {
+				r, ok := req.(*protocol.FetchRequest)
+				if !ok {
+					return fakeReply{pass: true}
+				}
+				// Frames of 10 records, as many as MaxBytes takes (at
+				// least one), for the request's one partition (its
+				// partitions are on different connections).
+				off := r.Topics[0].Partitions[0].FetchOffset
+				var frames []byte
+				for len(frames) == 0 || len(frames)+1200 <= int(r.MaxBytes) {
+					frames = appendFrame(frames, frameTypeData, off, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
+					off += 10
+				}
+				return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
+			})
+			// NB: a fetch as large as the limit, so that a pipelined fetch
+			// that did not count the response before it, or the other
+			// connection's fetches, would ask for as much again.
+			const limit = 32 << 10
+			c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxBytes(limit), FetchConnections(2))
+			for p := range parts {
+				c.SeekTo("t", p, 0)
+			}
+			ctx := testContext(t, 20*time.Second)
+			// Wait until the fetches stop: the buffer is full.
+			last := -1
+			for {
+				time.Sleep(50 * time.Millisecond)
+				n := fb.count(protocol.KeyFetch)
+				if n == last {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatal("fetching never stopped")
+				}
+				last = n
+			}
+			c.mu.Lock()
+			buffered, loops := c.buffered, len(c.loops)
+			c.mu.Unlock()
+			if loops != int(parts) {
+				t.Errorf("%d fetch loops for %d partitions on two lanes", loops, parts)
+			}
+			// A fetch asks for the room left in wire bytes, and its records
+			// count more (recordOverhead each: half as much again here);
+			// the last frame of each partition may pass it.
+			const frame = 10 * (100 + recordOverhead)
+			t.Logf("%d fetches, %d bytes buffered (limit %d)", last, buffered, limit)
+			if buffered > limit*3/2+2*frame*int64(parts) {
+				t.Fatalf("%d bytes buffered, limit %d", buffered, limit)
+			}
+			recs := pollN(t, ctx, c, 1)
+			if recs[0].Offset != 0 {
+				t.Fatalf("first record at %d", recs[0].Offset)
+			}
+		})
 	}
 }
 
@@ -424,7 +451,7 @@ func TestConsumerRecordsStayValid(t *testing.T) {
 				check(t, kept, 0)
 			}
 			c.mu.Lock()
-			reused := c.loops[fb.addr].reused.Load()
+			reused := c.loops[fetchLoopKey{fb.addr, c.parts[topicPartition{"t", 0}].lane}].reused.Load()
 			c.mu.Unlock()
 			if release && reused == 0 {
 				t.Error("no response buffer was reused")

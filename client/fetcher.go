@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync/atomic"
 	"time"
 
@@ -86,7 +87,7 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 			addr, err = c.cl.leaderState(cp.tp.topic, cp.tp.partition)
 			if err == nil {
 				cp.leader, cp.failures = addr, 0
-				c.loopLocked(addr).signal()
+				c.loopFor(cp).signal()
 				continue
 			}
 		}
@@ -94,10 +95,13 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 	}
 }
 
-// fetchLoop fetches from one broker: the partitions it leads, as long
-// polls on a connection of its own (the broker holds a long poll, and a
-// connection answers in order, so sharing it would hold up other
-// requests). It also looks up the start offsets of its partitions.
+// fetchLoop fetches from one broker: its share of the partitions the
+// broker leads (a consumer runs FetchConnections loops per broker, each
+// partition served by one, see laneOf), as long polls on a
+// connection of its own (the broker holds a long poll, and a connection
+// answers in order, so sharing it would hold up other requests). It also
+// looks up the start offsets of its partitions. The loops of a broker
+// fetch, and decode, side by side.
 //
 // Fetches are pipelined, two deep: when a response comes, the loop finds
 // where each partition goes on from its frame headers (scanFrames), sends
@@ -105,8 +109,8 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 // the broker sends the next response while this one is decoded (see
 // handle).
 type fetchLoop struct {
-	c    *Consumer
-	addr string
+	c *Consumer
+	fetchLoopKey
 	// wake (capacity 1) says partitions may be ready to fetch.
 	wake chan struct{}
 
@@ -135,6 +139,28 @@ type claim struct {
 	// stored: the result is dropped, and the partition fetched again from
 	// where it stands.
 	void bool
+}
+
+// fetchLoopKey names a fetch loop: its broker's address, and its lane,
+// which of the broker's FetchConnections loops it is.
+type fetchLoopKey struct {
+	addr string
+	lane int
+}
+
+// laneOf is the lane of tp: which of a broker's n fetch loops serves it,
+// a hash of the topic plus the partition, so that a topic's partitions
+// spread evenly.
+func laneOf(tp topicPartition, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(tp.topic))
+	return int((h.Sum32() + uint32(tp.partition)) % uint32(n))
+}
+
+// serves reports whether the loop fetches cp (while cp's leader is its
+// broker).
+func (f *fetchLoop) serves(cp *consumerPartition) bool {
+	return cp.leader == f.addr && cp.lane == f.lane
 }
 
 func (f *fetchLoop) signal() {
@@ -205,9 +231,10 @@ func (f *fetchLoop) run() {
 }
 
 // claim takes the partitions this loop can serve now: those whose start
-// offset is to be looked up, and, while the consumer holds less than
-// MaxPrefetchBytes, those to fetch. It returns the bytes the fetch may ask
-// for, and when a partition backing off is due.
+// offset is to be looked up, and, while what the consumer holds and what
+// its fetches may add stay under MaxPrefetchBytes, those to fetch. It
+// returns the bytes the fetch may ask for, reserved for it (see
+// Consumer.reserved), and when a partition backing off is due.
 func (f *fetchLoop) claim() (resets, fetches []claim, maxBytes int32, next time.Time) {
 	c := f.c
 	c.mu.Lock()
@@ -215,13 +242,13 @@ func (f *fetchLoop) claim() (resets, fetches []claim, maxBytes int32, next time.
 	if c.closed {
 		return nil, nil, 0, time.Time{}
 	}
-	room := c.cfg.maxPrefetchBytes - c.buffered
+	room := c.cfg.maxPrefetchBytes - c.buffered - c.reserved
 	now := time.Now()
 	n := len(c.order)
 	f.rotate++
 	for i := range n {
 		cp := c.parts[c.order[(f.rotate+i)%n]]
-		if cp.leader != f.addr || cp.busy || cp.err != nil {
+		if !f.serves(cp) || cp.busy || cp.err != nil {
 			continue
 		}
 		if cp.retryAt.After(now) {
@@ -240,7 +267,11 @@ func (f *fetchLoop) claim() (resets, fetches []claim, maxBytes int32, next time.
 		}
 		cp.busy = true
 	}
-	return resets, fetches, int32(min(room, int64(c.cfg.fetchMaxBytes))), next
+	if len(fetches) > 0 {
+		maxBytes = int32(min(room, int64(c.cfg.fetchMaxBytes)))
+		c.reserved += int64(maxBytes) // until the response is scanned (claimNext) or the fetch fails
+	}
+	return resets, fetches, maxBytes, next
 }
 
 // release ends the claims, waking Polls if records or errors came.
@@ -417,7 +448,7 @@ func (f *fetchLoop) partitionErrorLocked(cp *consumerPartition, code protocol.Er
 		if code == protocol.CodeNotLeader && leaderAddr != "" {
 			// Follow the broker's pointer at once.
 			cp.leader = leaderAddr
-			c.loopLocked(leaderAddr).signal()
+			c.loopFor(cp).signal()
 			return false
 		}
 		cp.leader = ""

@@ -86,6 +86,7 @@ type config struct {
 	maxPrefetchBytes int64
 	fetchMaxWait     time.Duration
 	fetchMaxBytes    int32
+	fetchConnections int
 	fetchMinBytes    int32
 	startOffset      OffsetSpec
 	resetOffset      OffsetSpec
@@ -111,6 +112,8 @@ const (
 	defaultMaxPrefetchBytes = 32 << 20 // room for a response decoded and the next fetch (see fetch.go)
 	defaultFetchMaxWait     = 500 * time.Millisecond
 	defaultFetchMaxBytes    = 8 << 20
+	defaultFetchConnections = 2
+	maxFetchConnections     = 16
 )
 
 func defaultConfig() config {
@@ -136,6 +139,7 @@ func defaultConfig() config {
 		maxPrefetchBytes: defaultMaxPrefetchBytes,
 		fetchMaxWait:     defaultFetchMaxWait,
 		fetchMaxBytes:    defaultFetchMaxBytes,
+		fetchConnections: defaultFetchConnections,
 		fetchMinBytes:    1,
 		startOffset:      Earliest,
 
@@ -216,6 +220,8 @@ func (c *config) validate() error {
 	check(c.maxPrefetchBytes > 0, "MaxPrefetchBytes must be positive, is %d", c.maxPrefetchBytes)
 	check(c.fetchMaxWait >= 0, "FetchMaxWait must not be negative, is %v", c.fetchMaxWait)
 	check(c.fetchMaxBytes > 0, "FetchMaxBytes must be positive, is %d", c.fetchMaxBytes)
+	check(c.fetchConnections >= 1 && c.fetchConnections <= maxFetchConnections,
+		"FetchConnections must be 1 to %d, is %d", maxFetchConnections, c.fetchConnections)
 	errs = append(errs, c.group.validate()...)
 	return errors.Join(errs...)
 }
@@ -338,12 +344,14 @@ func Acks(level AckLevel) ProducerOpt { return producerOpt{func(c *config) { c.a
 // Consumer options.
 
 // MaxPrefetchBytes bounds the bytes of records the consumer fetches and
-// decodes ahead of Poll. A fetch is sent only while the consumer holds less,
-// and asks for no more than the room left (the broker still sends a
-// partition's first batch whatever its size, so the bound may be passed by
-// one batch per broker). A record counts its key, value and headers and
-// 64 bytes more. Default 32 MiB: room for the next fetch of FetchMaxBytes
-// to be on its way while a response is decoded.
+// decodes ahead of Poll. A fetch is sent only while the consumer holds
+// less, and asks for no more than the room left by what it holds and what
+// its other fetches asked for (the broker still sends a partition's first
+// batch whatever its size, so the bound may be passed by one batch per
+// fetch connection). A record counts its key, value and headers and 64
+// bytes more. Default 32 MiB: room, on each of two fetch connections, for
+// the next fetch of FetchMaxBytes to be on its way while a response is
+// decoded.
 func MaxPrefetchBytes(n int64) ConsumerOpt {
 	return consumerOpt{func(c *config) { c.maxPrefetchBytes = n }}
 }
@@ -358,6 +366,18 @@ func FetchMaxWait(d time.Duration) ConsumerOpt {
 // partitions). Default 8 MiB.
 func FetchMaxBytes(n int32) ConsumerOpt {
 	return consumerOpt{func(c *config) { c.fetchMaxBytes = n }}
+}
+
+// FetchConnections sets how many connections the consumer fetches from
+// each broker over, 1 to 16, each serving its share of the partitions the
+// broker leads (a partition always the same one). Their fetches are
+// answered, and their records decoded, side by side, where one connection
+// answers in order and its fetches wait on each other's decoding. A
+// broker leading a single assigned partition gets one. Default 2:
+// consuming stored 1 KiB records from one broker on two cores, a quarter
+// faster than with 1 (docs/broker.md, "Fetch").
+func FetchConnections(n int) ConsumerOpt {
+	return consumerOpt{func(c *config) { c.fetchConnections = n }}
 }
 
 // StartOffset sets where a partition assigned without a seek starts:
