@@ -48,9 +48,13 @@ type Consumer struct {
 	buffered int64 // bytes of records decoded and not yet polled
 	// reserved is what the fetches on their way or being decoded, on
 	// every loop, may add to buffered: what each asked for until its
-	// response is scanned, then what the response holds, until stored.
+	// response is scanned, then what the response holds, until stored
+	// (see fetchLoop.roomLocked).
 	reserved int64
 	loops    map[fetchLoopKey]*fetchLoop
+	// nextLane is, by broker address, the lane the next partition to
+	// follow that broker gets (see leadLocked).
+	nextLane map[string]int
 	closed   bool
 	// ready is closed (and replaced) when records or errors arrive, or on
 	// Close: it wakes Polls.
@@ -84,7 +88,7 @@ type consumerPartition struct {
 	errReported bool
 
 	leader   string    // the leader's address; "" for the metadata loop to find
-	lane     int       // which of its leader's fetch loops serves it (see FetchConnections)
+	lane     int       // which of its leader's fetch loops serves it (see leadLocked)
 	retryAt  time.Time // not before this after a failure
 	failures int       // consecutive failures, against MaxRetries
 }
@@ -106,6 +110,7 @@ func startConsumer(cfg config, onFenced func(topicPartition)) *Consumer {
 		metaWake: make(chan struct{}, 1),
 		parts:    map[topicPartition]*consumerPartition{},
 		loops:    map[fetchLoopKey]*fetchLoop{},
+		nextLane: map[string]int{},
 		ready:    make(chan struct{}),
 		onFenced: onFenced,
 	}
@@ -137,8 +142,7 @@ func (c *Consumer) assignLocked(tp topicPartition) *consumerPartition {
 	if cp := c.parts[tp]; cp != nil {
 		return cp
 	}
-	cp := &consumerPartition{tp: tp, needsReset: true, resetTo: c.cfg.startOffset, position: -1, fetchOffset: -1,
-		lane: laneOf(tp, c.cfg.fetchConnections)}
+	cp := &consumerPartition{tp: tp, needsReset: true, resetTo: c.cfg.startOffset, position: -1, fetchOffset: -1}
 	c.parts[tp] = cp
 	c.order = append(c.order, tp)
 	return cp
@@ -450,6 +454,29 @@ func (c *Consumer) wakePartitionLocked(cp *consumerPartition) {
 		return
 	}
 	c.loopFor(cp).signal()
+}
+
+// leadLocked makes addr cp's leader, on the next of that broker's lanes
+// in turn, so that the partitions a broker leads spread evenly over its
+// FetchConnections loops, and wakes the loop that serves it now. NB: only
+// while cp is not busy: a loop's claims are its own.
+// REQUIRES: mu held.
+func (c *Consumer) leadLocked(cp *consumerPartition, addr string) {
+	cp.leader = addr
+	cp.lane = c.nextLane[addr] % c.cfg.fetchConnections
+	c.nextLane[addr]++
+	c.loopFor(cp).signal()
+}
+
+// wakeOtherFetchersLocked wakes every fetch loop but f: f gave back room
+// under MaxPrefetchBytes, which they may have been waiting for.
+// REQUIRES: mu held.
+func (c *Consumer) wakeOtherFetchersLocked(f *fetchLoop) {
+	for _, o := range c.loops {
+		if o != f {
+			o.signal()
+		}
+	}
 }
 
 // loopFor returns the fetch loop that serves cp from its leader, starting

@@ -31,9 +31,10 @@ import (
 //   - N+1 asks for at most MaxPrefetchBytes less what is buffered, what
 //     N will add (scanFrames' size) and what the fetches of the
 //     consumer's other loops asked for or will add (Consumer.reserved),
-//     so decoded records and responses on their way stay within
-//     MaxPrefetchBytes, as closely as without pipelining (a fetch asks in
-//     wire bytes; its records count more).
+//     and for no more than the loop's fair share (roomLocked), so decoded
+//     records and responses on their way stay within MaxPrefetchBytes, as
+//     closely as without pipelining (a fetch asks in wire bytes; its
+//     records count more), and no loop starves the others.
 //   - Each fetch carries the group identity of when it was sent
 //     (pendingFetch.member), against which its fences are judged.
 //   - No N+1 is sent while a partition of the loop waits for ListOffsets
@@ -172,7 +173,7 @@ func (f *fetchLoop) await(pf *pendingFetch) (*protocol.FetchResponse, bool) {
 	if a.err != nil {
 		pf.into = nil // the connection's (see conn.doInto)
 		f.c.mu.Lock()
-		f.c.reserved -= pf.reserved
+		f.reserveLocked(-pf.reserved)
 		f.c.mu.Unlock()
 		f.requestFailed(pf.claims, a.err)
 		return nil, false
@@ -297,7 +298,7 @@ func (f *fetchLoop) handle(pf *pendingFetch, r *protocol.FetchResponse) *pending
 	notify := false
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reserved -= pf.reserved // stored now (or dropped): in buffered, as much as kept
+	f.reserveLocked(-pf.reserved) // stored now (or dropped): in buffered, as much as kept
 	for i, cl := range pf.claims {
 		cp, s, res := cl.cp, &scans[i], results[i]
 		if s.carried < 0 {
@@ -363,10 +364,10 @@ func (f *fetchLoop) claimNext(pf *pendingFetch, scans []scanned, pending int64) 
 	c := f.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reserved += pending - pf.reserved
+	f.reserveLocked(pending - pf.reserved)
 	pf.reserved = pending
 	prev := pf.claims
-	room := c.cfg.maxPrefetchBytes - c.buffered - c.reserved
+	room := f.roomLocked()
 	if c.closed || room <= 0 {
 		return nil, 0
 	}
@@ -401,8 +402,33 @@ func (f *fetchLoop) claimNext(pf *pendingFetch, scans []scanned, pending int64) 
 		return nil, 0
 	}
 	maxBytes := int32(min(room, int64(c.cfg.fetchMaxBytes)))
-	c.reserved += int64(maxBytes) // until the response is scanned, or the fetch fails
+	f.reserveLocked(int64(maxBytes)) // until the response is scanned, or the fetch fails
 	return claims, maxBytes
+}
+
+// roomLocked is how many bytes a new fetch of the loop may ask for under
+// MaxPrefetchBytes: what neither the buffered records nor the fetches of
+// every loop (Consumer.reserved) take, and at most the loop's fair share
+// (MaxPrefetchBytes over the consumer's loops) less its own fetches. The
+// share keeps loops whose partitions are idle, their long polls holding
+// reservations, from leaving a busy loop no room.
+// REQUIRES: the consumer's mu held.
+func (f *fetchLoop) roomLocked() int64 {
+	c := f.c
+	share := c.cfg.maxPrefetchBytes / int64(max(len(c.loops), 1))
+	return min(c.cfg.maxPrefetchBytes-c.buffered-c.reserved, share-f.reserved)
+}
+
+// reserveLocked adds n to the loop's and the consumer's reservations. A
+// negative n gives room back, and wakes the other loops, which may be
+// waiting for it.
+// REQUIRES: the consumer's mu held.
+func (f *fetchLoop) reserveLocked(n int64) {
+	f.reserved += n
+	f.c.reserved += n
+	if n < 0 {
+		f.c.wakeOtherFetchersLocked(f)
+	}
 }
 
 // fetchBuffer is the buffer a fetch response was read into, which the

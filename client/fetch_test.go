@@ -185,6 +185,52 @@ func TestFetchPipelinedDamage(t *testing.T) {
 	}
 }
 
+// TestFetchLoopsShareRoom: a broker's partition that has nothing to
+// fetch, its fetch loop long-polling, does not keep the loop of the
+// broker's other partition from fetching, although their fetches together
+// may ask for no more than MaxPrefetchBytes: each loop gets a fair share.
+func TestFetchLoopsShareRoom(t *testing.T) {
+	const idle, busy = 0, 1
+	fb := startFake(t, 1)
+	fb.addTopic("t", 2)
+	value := string(make([]byte, 100))
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		r, ok := req.(*protocol.FetchRequest)
+		if !ok {
+			return fakeReply{pass: true}
+		}
+		p := r.Topics[0].Partitions[0] // one per request: each has its own connection
+		if p.Partition == idle {
+			time.Sleep(time.Duration(r.MaxWaitMs) * time.Millisecond) // a long poll that finds nothing
+			return fakeReply{resp: fetchReply(r, protocol.CodeNone, nil, nil)}
+		}
+		frames := appendFrame(nil, frameTypeData, p.FetchOffset, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
+	})
+	const limit = 64 << 10
+	c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxBytes(limit), FetchMaxWait(200*time.Millisecond), FetchConnections(2))
+	ctx := testContext(t, 10*time.Second)
+	// The idle partition's loop fetches first, asking for all it may.
+	c.SeekTo("t", idle, 0)
+	for fb.count(protocol.KeyFetch) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no fetch of the idle partition")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.SeekTo("t", busy, 0)
+	recs := pollN(t, ctx, c, 10)
+	if recs[0].Partition != busy || recs[0].Offset != 0 {
+		t.Fatalf("first record t[%d]@%d, want t[%d]@0", recs[0].Partition, recs[0].Offset, busy)
+	}
+	c.mu.Lock()
+	lanes := []int{c.parts[topicPartition{"t", idle}].lane, c.parts[topicPartition{"t", busy}].lane}
+	c.mu.Unlock()
+	if lanes[0] == lanes[1] {
+		t.Errorf("both partitions on lane %d of their broker", lanes[0])
+	}
+}
+
 // TestClaimNext: the partitions and bytes of a pipelined fetch, and the
 // bytes it reserves.
 func TestClaimNext(t *testing.T) {
@@ -211,21 +257,23 @@ func TestClaimNext(t *testing.T) {
 		buffered int64
 		pending  int64
 		others   int64 // reserved by other loops' fetches
+		loops    int   // the consumer's loops, this one among them (0: 1)
 		// offsets of t[0], t[1], t[2] in the next fetch (-1: not in it),
 		// and its bytes.
 		want     [3]int64
 		maxBytes int32
 	}{
-		{"all", nil, 0, 100, 0, [3]int64{20, 15, 10}, fetchMax},
-		{"room", nil, 300, 400, 0, [3]int64{20, 15, 10}, 300},
-		{"full", nil, 600, 400, 0, [3]int64{-1, -1, -1}, 0},
-		{"other loops", nil, 0, 400, 300, [3]int64{20, 15, 10}, 300},
-		{"full with other loops", nil, 300, 400, 300, [3]int64{-1, -1, -1}, 0},
-		{"damaged", func(_ *fetchLoop, _ []claim, s []scanned) { s[1].whole = false }, 0, 0, 0, [3]int64{20, -1, 10}, fetchMax},
-		{"sought", func(f *fetchLoop, prev []claim, _ []scanned) { prev[0].cp.gen++ }, 0, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
-		{"unassigned", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.unassignLocked(topicPartition{"t", 0}) }, 0, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
-		{"reset", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.parts[topicPartition{"t", 2}].needsReset = true }, 0, 0, 0, [3]int64{-1, -1, -1}, 0},
-		{"closed", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.closed = true }, 0, 0, 0, [3]int64{-1, -1, -1}, 0},
+		{"all", nil, 0, 100, 0, 0, [3]int64{20, 15, 10}, fetchMax},
+		{"room", nil, 300, 400, 0, 0, [3]int64{20, 15, 10}, 300},
+		{"full", nil, 600, 400, 0, 0, [3]int64{-1, -1, -1}, 0},
+		{"other loops", nil, 0, 400, 300, 2, [3]int64{20, 15, 10}, 100},
+		{"fair share", nil, 0, 100, 0, 2, [3]int64{20, 15, 10}, 400},
+		{"full with other loops", nil, 300, 400, 300, 2, [3]int64{-1, -1, -1}, 0},
+		{"damaged", func(_ *fetchLoop, _ []claim, s []scanned) { s[1].whole = false }, 0, 0, 0, 0, [3]int64{20, -1, 10}, fetchMax},
+		{"sought", func(f *fetchLoop, prev []claim, _ []scanned) { prev[0].cp.gen++ }, 0, 0, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
+		{"unassigned", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.unassignLocked(topicPartition{"t", 0}) }, 0, 0, 0, 0, [3]int64{-1, 15, 10}, fetchMax},
+		{"reset", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.parts[topicPartition{"t", 2}].needsReset = true }, 0, 0, 0, 0, [3]int64{-1, -1, -1}, 0},
+		{"closed", func(f *fetchLoop, _ []claim, _ []scanned) { f.c.closed = true }, 0, 0, 0, 0, [3]int64{-1, -1, -1}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, prev, scans := setup()
@@ -235,14 +283,20 @@ func TestClaimNext(t *testing.T) {
 			}
 			// The response asked for fetchMax; its records will add pending.
 			pf := &pendingFetch{claims: prev, reserved: fetchMax}
-			f.c.reserved = fetchMax + tc.others
-			claims, maxBytes := f.claimNext(pf, scans, tc.pending)
-			wantReserved := tc.pending + tc.others
-			if len(claims) > 0 {
-				wantReserved += int64(maxBytes)
+			f.reserved, f.c.reserved = fetchMax, fetchMax+tc.others
+			f.c.loops = map[fetchLoopKey]*fetchLoop{f.fetchLoopKey: f}
+			for i := 1; i < tc.loops; i++ {
+				other := fetchLoopKey{"b1", i}
+				f.c.loops[other] = &fetchLoop{c: f.c, fetchLoopKey: other, wake: make(chan struct{}, 1)}
 			}
-			if pf.reserved != tc.pending || f.c.reserved != wantReserved {
-				t.Errorf("reserved %d (the response's %d), want %d (%d)", f.c.reserved, pf.reserved, wantReserved, tc.pending)
+			claims, maxBytes := f.claimNext(pf, scans, tc.pending)
+			wantOwn := tc.pending
+			if len(claims) > 0 {
+				wantOwn += int64(maxBytes)
+			}
+			if pf.reserved != tc.pending || f.reserved != wantOwn || f.c.reserved != wantOwn+tc.others {
+				t.Errorf("reserved %d, the loop's %d, the response's %d; want %d, %d, %d",
+					f.c.reserved, f.reserved, pf.reserved, wantOwn+tc.others, wantOwn, tc.pending)
 			}
 			got := [3]int64{-1, -1, -1}
 			for _, cl := range claims {

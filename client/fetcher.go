@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync/atomic"
 	"time"
 
@@ -86,8 +85,8 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 			var addr string
 			addr, err = c.cl.leaderState(cp.tp.topic, cp.tp.partition)
 			if err == nil {
-				cp.leader, cp.failures = addr, 0
-				c.loopFor(cp).signal()
+				cp.failures = 0
+				c.leadLocked(cp, addr)
 				continue
 			}
 		}
@@ -97,7 +96,7 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 
 // fetchLoop fetches from one broker: its share of the partitions the
 // broker leads (a consumer runs FetchConnections loops per broker, each
-// partition served by one, see laneOf), as long polls on a
+// partition served by one, see Consumer.leadLocked), as long polls on a
 // connection of its own (the broker holds a long poll, and a connection
 // answers in order, so sharing it would hold up other requests). It also
 // looks up the start offsets of its partitions. The loops of a broker
@@ -111,6 +110,8 @@ func (c *Consumer) placeLeaderless(refreshErr error) {
 type fetchLoop struct {
 	c *Consumer
 	fetchLoopKey
+	// reserved is the loop's part of Consumer.reserved (guarded by its mu).
+	reserved int64
 	// wake (capacity 1) says partitions may be ready to fetch.
 	wake chan struct{}
 
@@ -146,15 +147,6 @@ type claim struct {
 type fetchLoopKey struct {
 	addr string
 	lane int
-}
-
-// laneOf is the lane of tp: which of a broker's n fetch loops serves it,
-// a hash of the topic plus the partition, so that a topic's partitions
-// spread evenly.
-func laneOf(tp topicPartition, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(tp.topic))
-	return int((h.Sum32() + uint32(tp.partition)) % uint32(n))
 }
 
 // serves reports whether the loop fetches cp (while cp's leader is its
@@ -242,7 +234,7 @@ func (f *fetchLoop) claim() (resets, fetches []claim, maxBytes int32, next time.
 	if c.closed {
 		return nil, nil, 0, time.Time{}
 	}
-	room := c.cfg.maxPrefetchBytes - c.buffered - c.reserved
+	room := f.roomLocked()
 	now := time.Now()
 	n := len(c.order)
 	f.rotate++
@@ -269,7 +261,7 @@ func (f *fetchLoop) claim() (resets, fetches []claim, maxBytes int32, next time.
 	}
 	if len(fetches) > 0 {
 		maxBytes = int32(min(room, int64(c.cfg.fetchMaxBytes)))
-		c.reserved += int64(maxBytes) // until the response is scanned (claimNext) or the fetch fails
+		f.reserveLocked(int64(maxBytes)) // until the response is scanned (claimNext) or the fetch fails
 	}
 	return resets, fetches, maxBytes, next
 }
@@ -447,8 +439,7 @@ func (f *fetchLoop) partitionErrorLocked(cp *consumerPartition, code protocol.Er
 		c.cl.noteLeaderError(cp.tp.topic, cp.tp.partition, code, leaderID, leaderAddr)
 		if code == protocol.CodeNotLeader && leaderAddr != "" {
 			// Follow the broker's pointer at once.
-			cp.leader = leaderAddr
-			c.loopFor(cp).signal()
+			c.leadLocked(cp, leaderAddr)
 			return false
 		}
 		cp.leader = ""

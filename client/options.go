@@ -346,12 +346,14 @@ func Acks(level AckLevel) ProducerOpt { return producerOpt{func(c *config) { c.a
 // MaxPrefetchBytes bounds the bytes of records the consumer fetches and
 // decodes ahead of Poll. A fetch is sent only while the consumer holds
 // less, and asks for no more than the room left by what it holds and what
-// its other fetches asked for (the broker still sends a partition's first
-// batch whatever its size, so the bound may be passed by one batch per
-// fetch connection). A record counts its key, value and headers and 64
-// bytes more. Default 32 MiB: room, on each of two fetch connections, for
-// the next fetch of FetchMaxBytes to be on its way while a response is
-// decoded.
+// its other fetches asked for, nor for more than its connection's fair
+// share: MaxPrefetchBytes over the consumer's fetch connections, less what
+// that connection's fetches asked for (the broker still sends a
+// partition's first batch whatever its size, so the bound may be passed by
+// one batch per fetch connection). A record counts its key, value and
+// headers and 64 bytes more. Default 32 MiB: room, on each of a broker's
+// two fetch connections, for the next fetch of FetchMaxBytes to be on its
+// way while a response is decoded.
 func MaxPrefetchBytes(n int64) ConsumerOpt {
 	return consumerOpt{func(c *config) { c.maxPrefetchBytes = n }}
 }
@@ -370,10 +372,11 @@ func FetchMaxBytes(n int32) ConsumerOpt {
 
 // FetchConnections sets how many connections the consumer fetches from
 // each broker over, 1 to 16, each serving its share of the partitions the
-// broker leads (a partition always the same one). Their fetches are
-// answered, and their records decoded, side by side, where one connection
-// answers in order and its fetches wait on each other's decoding. A
-// broker leading a single assigned partition gets one. Default 2:
+// broker leads (given out in turn as the consumer finds their leaders).
+// Their fetches are answered, and their records decoded, side by side,
+// where one connection answers in order and its fetches wait on each
+// other's decoding. A broker leading a single assigned partition gets
+// one. Default 2:
 // consuming stored 1 KiB records from one broker on two cores, a quarter
 // faster than with 1 (docs/broker.md, "Fetch").
 func FetchConnections(n int) ConsumerOpt {
