@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,10 +13,11 @@ import (
 // Consumer reads records from the partitions it is assigned. It is safe
 // for concurrent use.
 //
-// Fetching happens in the background: a loop per broker (see fetchLoop)
-// long-polls the leaders of the assigned partitions, each on a connection
-// of its own, and decodes what comes back into per-partition buffers, as
-// long as they hold less than MaxPrefetchBytes in all. Poll hands out what
+// Fetching happens in the background: FetchConnections loops per broker
+// (see fetchLoop) long-poll the leaders of the assigned partitions, each
+// on a connection of its own, and decode what comes back into
+// per-partition buffers, as long as they hold less than MaxPrefetchBytes
+// in all. Poll hands out what
 // the buffers hold. A metadata loop finds the leaders of partitions whose
 // leader is not known.
 type Consumer struct {
@@ -205,6 +207,9 @@ func (c *Consumer) unassign(tps []topicPartition) {
 // seen: they are released (see Release).
 // REQUIRES: mu held.
 func (c *Consumer) dropLocked(cp *consumerPartition) {
+	if cp.bytes > 0 {
+		c.wakeFetchersLocked(nil) // room to fetch ahead again
+	}
 	c.buffered -= cp.bytes
 	releaseRecords(cp.records) // never handed out
 	cp.records, cp.bytes = nil, 0
@@ -440,8 +445,17 @@ func (c *Consumer) wakeMetadata() {
 func (c *Consumer) wakeFetchers() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.wakeFetchersLocked(nil)
+}
+
+// wakeFetchersLocked wakes every fetch loop but except (nil: all): room
+// under MaxPrefetchBytes was given back, which they may be waiting for.
+// REQUIRES: mu held.
+func (c *Consumer) wakeFetchersLocked(except *fetchLoop) {
 	for _, f := range c.loops {
-		f.signal()
+		if f != except {
+			f.signal()
+		}
 	}
 }
 
@@ -457,7 +471,7 @@ func (c *Consumer) wakePartitionLocked(cp *consumerPartition) {
 }
 
 // leadLocked makes addr cp's leader, on the next of that broker's lanes
-// in turn, so that the partitions a broker leads spread evenly over its
+// in turn, so that the partitions a broker leads spread over its
 // FetchConnections loops, and wakes the loop that serves it now. NB: only
 // while cp is not busy: a loop's claims are its own.
 // REQUIRES: mu held.
@@ -468,15 +482,18 @@ func (c *Consumer) leadLocked(cp *consumerPartition, addr string) {
 	c.loopFor(cp).signal()
 }
 
-// wakeOtherFetchersLocked wakes every fetch loop but f: f gave back room
-// under MaxPrefetchBytes, which they may have been waiting for.
+// servingLoopsLocked counts the fetch loops that serve an assigned
+// partition now, and f: loops stay after their partitions move away (to
+// another broker, or unassigned), and do not count then.
 // REQUIRES: mu held.
-func (c *Consumer) wakeOtherFetchersLocked(f *fetchLoop) {
-	for _, o := range c.loops {
-		if o != f {
-			o.signal()
+func (c *Consumer) servingLoopsLocked(f *fetchLoop) int {
+	serving := []fetchLoopKey{f.fetchLoopKey}
+	for _, cp := range c.parts {
+		if k := (fetchLoopKey{cp.leader, cp.lane}); cp.leader != "" && !slices.Contains(serving, k) {
+			serving = append(serving, k)
 		}
 	}
+	return len(serving)
 }
 
 // loopFor returns the fetch loop that serves cp from its leader, starting

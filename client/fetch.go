@@ -409,13 +409,14 @@ func (f *fetchLoop) claimNext(pf *pendingFetch, scans []scanned, pending int64) 
 // roomLocked is how many bytes a new fetch of the loop may ask for under
 // MaxPrefetchBytes: what neither the buffered records nor the fetches of
 // every loop (Consumer.reserved) take, and at most the loop's fair share
-// (MaxPrefetchBytes over the consumer's loops) less its own fetches. The
-// share keeps loops whose partitions are idle, their long polls holding
-// reservations, from leaving a busy loop no room.
+// less its own fetches. The share, MaxPrefetchBytes over the loops that
+// serve a partition now (at least one byte), keeps loops whose partitions
+// are idle, their long polls holding reservations, from leaving a busy
+// loop no room.
 // REQUIRES: the consumer's mu held.
 func (f *fetchLoop) roomLocked() int64 {
 	c := f.c
-	share := c.cfg.maxPrefetchBytes / int64(max(len(c.loops), 1))
+	share := max(c.cfg.maxPrefetchBytes/int64(c.servingLoopsLocked(f)), 1)
 	return min(c.cfg.maxPrefetchBytes-c.buffered-c.reserved, share-f.reserved)
 }
 
@@ -427,7 +428,7 @@ func (f *fetchLoop) reserveLocked(n int64) {
 	f.reserved += n
 	f.c.reserved += n
 	if n < 0 {
-		f.c.wakeOtherFetchersLocked(f)
+		f.c.wakeFetchersLocked(f)
 	}
 }
 

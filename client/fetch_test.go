@@ -231,6 +231,69 @@ func TestFetchLoopsShareRoom(t *testing.T) {
 	}
 }
 
+// tenRecordsFake serves topic "t" of two partitions: any fetch gets ten
+// 100-byte records of its one partition (one per request: each partition
+// on a connection of its own) from the offset asked for.
+func tenRecordsFake(t *testing.T) *fakeBroker {
+	fb := startFake(t, 1)
+	fb.addTopic("t", 2)
+	value := string(make([]byte, 100))
+	fb.setHandler(func(req protocol.Request) fakeReply {
+		r, ok := req.(*protocol.FetchRequest)
+		if !ok {
+			return fakeReply{pass: true}
+		}
+		p := r.Topics[0].Partitions[0]
+		frames := appendFrame(nil, frameTypeData, p.FetchOffset, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
+		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
+	})
+	return fb
+}
+
+// TestFetchTinyPrefetch: a MaxPrefetchBytes below the number of fetch
+// loops still fetches (a loop's share is at least a byte, and the broker
+// sends a first batch whatever its size).
+func TestFetchTinyPrefetch(t *testing.T) {
+	fb := tenRecordsFake(t)
+	c := newConsumer(t, fb.addr, MaxPrefetchBytes(1), FetchMaxWait(100*time.Millisecond), FetchConnections(2))
+	c.SeekTo("t", 0, 0)
+	c.SeekTo("t", 1, 0)
+	pollN(t, testContext(t, 10*time.Second), c, 20)
+}
+
+// TestFetchUnassignFreesRoom: records dropped by an unassignment give
+// their room back to a loop that waits for it.
+func TestFetchUnassignFreesRoom(t *testing.T) {
+	fb := tenRecordsFake(t)
+	const limit = 1000 // less than ten records
+	c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxWait(100*time.Millisecond), FetchConnections(2))
+	ctx := testContext(t, 10*time.Second)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for {
+			c.mu.Lock()
+			ok := cond()
+			c.mu.Unlock()
+			if ok {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatal("never: " + what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	c.SeekTo("t", 0, 0)
+	waitFor("t[0] fills the room", func() bool { return c.buffered >= limit })
+	c.SeekTo("t", 1, 0)
+	waitFor("t[1] has its leader", func() bool { return c.parts[topicPartition{"t", 1}].leader != "" })
+	c.Unassign("t", 0)
+	recs := pollN(t, ctx, c, 10)
+	if recs[0].Partition != 1 {
+		t.Fatalf("a record of t[%d], want t[1]", recs[0].Partition)
+	}
+}
+
 // TestClaimNext: the partitions and bytes of a pipelined fetch, and the
 // bytes it reserves.
 func TestClaimNext(t *testing.T) {
@@ -257,7 +320,7 @@ func TestClaimNext(t *testing.T) {
 		buffered int64
 		pending  int64
 		others   int64 // reserved by other loops' fetches
-		loops    int   // the consumer's loops, this one among them (0: 1)
+		loops    int   // the loops serving partitions, this one among them (0: 1)
 		// offsets of t[0], t[1], t[2] in the next fetch (-1: not in it),
 		// and its bytes.
 		want     [3]int64
@@ -284,10 +347,11 @@ func TestClaimNext(t *testing.T) {
 			// The response asked for fetchMax; its records will add pending.
 			pf := &pendingFetch{claims: prev, reserved: fetchMax}
 			f.reserved, f.c.reserved = fetchMax, fetchMax+tc.others
-			f.c.loops = map[fetchLoopKey]*fetchLoop{f.fetchLoopKey: f}
 			for i := 1; i < tc.loops; i++ {
-				other := fetchLoopKey{"b1", i}
-				f.c.loops[other] = &fetchLoop{c: f.c, fetchLoopKey: other, wake: make(chan struct{}, 1)}
+				// A partition of the broker on another lane: another
+				// loop's, which shares the room.
+				cp := f.c.assignLocked(topicPartition{"u", int32(i)})
+				cp.needsReset, cp.leader, cp.lane = false, "b1", i
 			}
 			claims, maxBytes := f.claimNext(pf, scans, tc.pending)
 			wantOwn := tc.pending

@@ -347,13 +347,14 @@ func Acks(level AckLevel) ProducerOpt { return producerOpt{func(c *config) { c.a
 // decodes ahead of Poll. A fetch is sent only while the consumer holds
 // less, and asks for no more than the room left by what it holds and what
 // its other fetches asked for, nor for more than its connection's fair
-// share: MaxPrefetchBytes over the consumer's fetch connections, less what
-// that connection's fetches asked for (the broker still sends a
-// partition's first batch whatever its size, so the bound may be passed by
-// one batch per fetch connection). A record counts its key, value and
-// headers and 64 bytes more. Default 32 MiB: room, on each of a broker's
-// two fetch connections, for the next fetch of FetchMaxBytes to be on its
-// way while a response is decoded.
+// share: MaxPrefetchBytes over the fetch connections that serve a
+// partition, less what that connection's fetches asked for. (The broker
+// still sends a partition's first batch whatever its size, so the bound
+// may be passed by one batch per fetch connection.) A record counts its
+// key, value and headers and 64 bytes more. Default 32 MiB: room, on each
+// of one broker's two fetch connections, for the next fetch of
+// FetchMaxBytes to be on its way while a response is decoded; with more
+// brokers, fetches ask for less.
 func MaxPrefetchBytes(n int64) ConsumerOpt {
 	return consumerOpt{func(c *config) { c.maxPrefetchBytes = n }}
 }
@@ -375,7 +376,7 @@ func FetchMaxBytes(n int32) ConsumerOpt {
 // broker leads (given out in turn as the consumer finds their leaders).
 // Their fetches are answered, and their records decoded, side by side,
 // where one connection answers in order and its fetches wait on each
-// other's decoding. A broker leading a single assigned partition gets
+// other's decoding. A broker leading a single assigned partition uses
 // one. Default 2:
 // consuming stored 1 KiB records from one broker on two cores, a quarter
 // faster than with 1 (docs/broker.md, "Fetch").
