@@ -17,9 +17,8 @@ import (
 // (see fetchLoop) long-poll the leaders of the assigned partitions, each
 // on a connection of its own, and decode what comes back into
 // per-partition buffers, as long as they hold less than MaxPrefetchBytes
-// in all. Poll hands out what
-// the buffers hold. A metadata loop finds the leaders of partitions whose
-// leader is not known.
+// in all. Poll hands out what the buffers hold. A metadata loop finds the
+// leaders of partitions whose leader is not known.
 type Consumer struct {
 	cfg config
 	cl  *cluster
