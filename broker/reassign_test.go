@@ -330,6 +330,18 @@ func testLostReplica(t *testing.T, wipeDataDir bool) {
 		l := leader()
 		return l != nil && l.cfg.NodeID == preferred
 	})
+	// A replica is taken for lost only if the metadata says its partition
+	// has had a leader, which the leader reports after it wins: a node
+	// wiped before the report is in the metadata takes the partition for
+	// a new one (a window of a report's round trip, left open).
+	waitUntil(t, "the metadata names the leader", func() bool {
+		for _, b := range brokers {
+			if tp := b.controller.Metadata().Topics["l"]; tp == nil || tp.Leader(0).Leader != preferred {
+				return false
+			}
+		}
+		return true
+	})
 	l := leader()
 	var f int
 	for i, b := range brokers {
