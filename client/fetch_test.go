@@ -191,22 +191,7 @@ func TestFetchPipelinedDamage(t *testing.T) {
 // may ask for no more than MaxPrefetchBytes: each loop gets a fair share.
 func TestFetchLoopsShareRoom(t *testing.T) {
 	const idle, busy = 0, 1
-	fb := startFake(t, 1)
-	fb.addTopic("t", 2)
-	value := string(make([]byte, 100))
-	fb.setHandler(func(req protocol.Request) fakeReply {
-		r, ok := req.(*protocol.FetchRequest)
-		if !ok {
-			return fakeReply{pass: true}
-		}
-		p := r.Topics[0].Partitions[0] // one per request: each has its own connection
-		if p.Partition == idle {
-			time.Sleep(time.Duration(r.MaxWaitMs) * time.Millisecond) // a long poll that finds nothing
-			return fakeReply{resp: fetchReply(r, protocol.CodeNone, nil, nil)}
-		}
-		frames := appendFrame(nil, frameTypeData, p.FetchOffset, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
-		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
-	})
+	fb := tenRecordsFake(t, idle)
 	const limit = 64 << 10
 	c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxBytes(limit), FetchMaxWait(200*time.Millisecond), FetchConnections(2))
 	ctx := testContext(t, 10*time.Second)
@@ -231,10 +216,11 @@ func TestFetchLoopsShareRoom(t *testing.T) {
 	}
 }
 
-// tenRecordsFake serves topic "t" of two partitions: any fetch gets ten
+// tenRecordsFake serves topic "t" of two partitions: a fetch gets ten
 // 100-byte records of its one partition (one per request: each partition
-// on a connection of its own) from the offset asked for.
-func tenRecordsFake(t *testing.T) *fakeBroker {
+// on a connection of its own) from the offset asked for, except that a
+// fetch of partition idle (-1: none) gets none, after its long poll.
+func tenRecordsFake(t *testing.T, idle int32) *fakeBroker {
 	fb := startFake(t, 1)
 	fb.addTopic("t", 2)
 	value := string(make([]byte, 100))
@@ -244,6 +230,10 @@ func tenRecordsFake(t *testing.T) *fakeBroker {
 			return fakeReply{pass: true}
 		}
 		p := r.Topics[0].Partitions[0]
+		if p.Partition == idle {
+			time.Sleep(time.Duration(r.MaxWaitMs) * time.Millisecond) // a long poll that finds nothing
+			return fakeReply{resp: fetchReply(r, protocol.CodeNone, nil, nil)}
+		}
 		frames := appendFrame(nil, frameTypeData, p.FetchOffset, 10, buildBatch(t, slices.Repeat([]string{value}, 10)...))
 		return fakeReply{resp: fetchReply(r, protocol.CodeNone, frames, nil)}
 	})
@@ -254,7 +244,7 @@ func tenRecordsFake(t *testing.T) *fakeBroker {
 // loops still fetches (a loop's share is at least a byte, and the broker
 // sends a first batch whatever its size).
 func TestFetchTinyPrefetch(t *testing.T) {
-	fb := tenRecordsFake(t)
+	fb := tenRecordsFake(t, -1)
 	c := newConsumer(t, fb.addr, MaxPrefetchBytes(1), FetchMaxWait(100*time.Millisecond), FetchConnections(2))
 	c.SeekTo("t", 0, 0)
 	c.SeekTo("t", 1, 0)
@@ -264,7 +254,7 @@ func TestFetchTinyPrefetch(t *testing.T) {
 // TestFetchUnassignFreesRoom: records dropped by an unassignment give
 // their room back to a loop that waits for it.
 func TestFetchUnassignFreesRoom(t *testing.T) {
-	fb := tenRecordsFake(t)
+	fb := tenRecordsFake(t, -1)
 	const limit = 1000 // less than ten records
 	c := newConsumer(t, fb.addr, MaxPrefetchBytes(limit), FetchMaxWait(100*time.Millisecond), FetchConnections(2))
 	ctx := testContext(t, 10*time.Second)
