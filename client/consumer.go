@@ -53,9 +53,6 @@ type Consumer struct {
 	// (see fetchLoop.roomLocked).
 	reserved int64
 	loops    map[fetchLoopKey]*fetchLoop
-	// nextLane is, by broker address, the lane the next partition to
-	// follow that broker gets (see leadLocked).
-	nextLane map[string]int
 	closed   bool
 	// ready is closed (and replaced) when records or errors arrive, or on
 	// Close: it wakes Polls.
@@ -111,7 +108,6 @@ func startConsumer(cfg config, onFenced func(topicPartition)) *Consumer {
 		metaWake: make(chan struct{}, 1),
 		parts:    map[topicPartition]*consumerPartition{},
 		loops:    map[fetchLoopKey]*fetchLoop{},
-		nextLane: map[string]int{},
 		ready:    make(chan struct{}),
 		onFenced: onFenced,
 	}
@@ -469,15 +465,20 @@ func (c *Consumer) wakePartitionLocked(cp *consumerPartition) {
 	c.loopFor(cp).signal()
 }
 
-// leadLocked makes addr cp's leader, on the next of that broker's lanes
-// in turn, so that the partitions a broker leads spread over its
-// FetchConnections loops, and wakes the loop that serves it now. NB: only
-// while cp is not busy: a loop's claims are its own.
+// leadLocked makes addr cp's leader, on the lane of that broker that
+// serves the fewest of the consumer's partitions, so that the partitions
+// a broker leads spread evenly over its FetchConnections loops, and wakes
+// the loop that serves it now. NB: only while cp is not busy: a loop's
+// claims are its own.
 // REQUIRES: mu held.
 func (c *Consumer) leadLocked(cp *consumerPartition, addr string) {
-	cp.leader = addr
-	cp.lane = c.nextLane[addr] % c.cfg.fetchConnections
-	c.nextLane[addr]++
+	served := make([]int, c.cfg.fetchConnections)
+	for _, o := range c.parts {
+		if o != cp && o.leader == addr {
+			served[o.lane]++
+		}
+	}
+	cp.leader, cp.lane = addr, slices.Index(served, slices.Min(served))
 	c.loopFor(cp).signal()
 }
 

@@ -284,6 +284,33 @@ func TestFetchUnassignFreesRoom(t *testing.T) {
 	}
 }
 
+// TestLeadBalancesLanes: a partition whose leader the consumer learns
+// goes to the broker's fetch loop that serves the fewest partitions.
+func TestLeadBalancesLanes(t *testing.T) {
+	c := &Consumer{parts: map[topicPartition]*consumerPartition{}}
+	c.cfg.fetchConnections = 3
+	c.closed = true // loopFor starts no loops
+	lead := func(p int32, addr string) int {
+		cp := c.assignLocked(topicPartition{"t", p})
+		c.leadLocked(cp, addr)
+		return cp.lane
+	}
+	for p, want := range []int{0, 1, 2, 0, 1} {
+		if got := lead(int32(p), "b1"); got != want {
+			t.Fatalf("t[%d] on lane %d, want %d", p, got, want)
+		}
+	}
+	if got := lead(9, "b2"); got != 0 {
+		t.Fatalf("another broker's first partition on lane %d, want 0", got)
+	}
+	// t[0] and t[3] (lane 0) move away: lane 0 serves none now.
+	c.leadLocked(c.parts[topicPartition{"t", 0}], "b2")
+	c.leadLocked(c.parts[topicPartition{"t", 3}], "b2")
+	if got := lead(7, "b1"); got != 0 {
+		t.Fatalf("t[7] on lane %d, want the emptied lane 0", got)
+	}
+}
+
 // TestClaimNext: the partitions and bytes of a pipelined fetch, and the
 // bytes it reserves.
 func TestClaimNext(t *testing.T) {

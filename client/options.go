@@ -373,11 +373,11 @@ func FetchMaxBytes(n int32) ConsumerOpt {
 
 // FetchConnections sets how many connections the consumer fetches from
 // each broker over, 1 to 16, each serving its share of the partitions the
-// broker leads (given out in turn as the consumer finds their leaders).
-// Their fetches are answered, and their records decoded, side by side,
-// where one connection answers in order and its fetches wait on each
-// other's decoding. A broker leading a single assigned partition uses
-// one. Default 2:
+// broker leads (a partition goes to the one serving the fewest when the
+// consumer finds its leader). Their fetches are answered, and their
+// records decoded, side by side, where one connection answers in order
+// and its fetches wait on each other's decoding. A broker leading a
+// single assigned partition uses one. Default 2:
 // consuming stored 1 KiB records from one broker on two cores, a quarter
 // faster than with 1 (docs/broker.md, "Fetch").
 func FetchConnections(n int) ConsumerOpt {
