@@ -433,22 +433,25 @@ func TestFetchPipelinedBound(t *testing.T) {
 				c.SeekTo("t", p, 0)
 			}
 			ctx := testContext(t, 20*time.Second)
-			// Wait until the fetches stop: the buffer is full.
-			last := -1
+			// Wait until fetching has stopped for good: no fetch on its way
+			// (nothing reserved) and no room left (a response counts more
+			// than the wire bytes its fetch asked for, so the buffer fills).
+			var buffered int64
+			var loops int
 			for {
-				time.Sleep(50 * time.Millisecond)
-				n := fb.count(protocol.KeyFetch)
-				if n == last {
+				c.mu.Lock()
+				reserved := c.reserved
+				buffered, loops = c.buffered, len(c.loops)
+				c.mu.Unlock()
+				if reserved == 0 && buffered >= limit {
 					break
 				}
 				if ctx.Err() != nil {
-					t.Fatal("fetching never stopped")
+					t.Fatalf("fetching never stopped: %d bytes buffered, %d reserved", buffered, reserved)
 				}
-				last = n
+				time.Sleep(5 * time.Millisecond)
 			}
-			c.mu.Lock()
-			buffered, loops := c.buffered, len(c.loops)
-			c.mu.Unlock()
+			last := fb.count(protocol.KeyFetch)
 			if loops != int(parts) {
 				t.Errorf("%d fetch loops for %d partitions on two lanes", loops, parts)
 			}
