@@ -35,7 +35,7 @@ type Config struct {
 	// Raft timing. HeartbeatTimeout is how long a follower goes without
 	// hearing from its leader before it stands for election; the leader
 	// heartbeats every sixth to third of it (internal/raftrole). Defaults:
-	// heartbeat 300ms, election 500ms, leader lease 300ms, commit 1s. A
+	// heartbeat 300ms, election 500ms, leader lease 300ms, commit 10s. A
 	// single voter elects itself after one heartbeat timeout, so that is
 	// how long a new single-node partition takes to be ready.
 	//
@@ -43,10 +43,12 @@ type Config struct {
 	// each follower an empty append to tell it the commit index; while
 	// records flow, every append carries it anyway. Raft's default, 50ms,
 	// made these appends the largest cost of an idle node: at 1,000
-	// replicas per node, 20,000 messages a second. A follower's high
-	// watermark serves no reader (fetches go to the leader), and a new
-	// leader learns the commit index from its own first commit, so 1s
-	// costs nothing but a follower's metrics lagging after a burst.
+	// replicas per node, 20,000 messages a second, and still two thirds
+	// of its peer traffic at 1s. Followers learn the commit index after a
+	// burst from the commit hints on heartbeats instead (internal/peer,
+	// commithint.go), within a few heartbeats; the empty appends remain
+	// as a backstop, as for a follower whose log the leader believes
+	// longer than it is (fsync=never and a crash) until it next appends.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -99,7 +101,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.HeartbeatTimeout, 300*time.Millisecond)
 	def(&c.ElectionTimeout, 500*time.Millisecond)
 	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
-	def(&c.CommitTimeout, time.Second)
+	def(&c.CommitTimeout, 10*time.Second)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.RetentionInterval, time.Minute)
 	if c.MaxAppendEntries == 0 {

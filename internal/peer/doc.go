@@ -56,7 +56,7 @@
 // A [Transport] does not send Raft's heartbeats on the group's own streams.
 // It queues each for its target node; one goroutine per remote node sends
 // what is queued as one request, at most every Options.HeartbeatInterval,
-// on a stream of the reserved group "\x00heartbeats/1" (group ids starting
+// on a stream of the reserved group "\x00heartbeats/2" (group ids starting
 // with a zero byte are refused to Raft groups). The receiving Mux hands each
 // heartbeat to its group's Raft heartbeat handler and answers all of them in
 // one response, in request order. A heartbeat's caller gets the answer to a
@@ -69,11 +69,21 @@
 //
 //	request  = count (1..8192), count × heartbeat
 //	heartbeat = group (bytes), term, protocol version, id (bytes),
-//	            addr (bytes), leader (bytes)
+//	            addr (bytes), leader (bytes), hint
+//	hint     = 0 (none)
+//	         | commit index, entry index (>= commit index),
+//	           entry term (1..term)
 //	response = count (the request's), count × answer
 //	answer   = 0x00, term, last log index, flags (u8: 1 success,
-//	           2 no retry backoff)
+//	           2 no retry backoff), the follower's commit index
 //	         | 0x01, error message (bytes, not empty)
+//
+// A hint tells a follower that everything up to its commit index is
+// committed, and that it holds the entry (index, term) it names; the
+// follower hands Raft the empty append that says so (see commithint.go).
+// Version 1 ("\x00heartbeats/1") had neither hints nor commit indexes; a
+// node of this build and one of an earlier build do not heartbeat each
+// other.
 //
 // A frame that does not decode closes the stream.
 //

@@ -43,9 +43,12 @@ type heartbeatHandler struct {
 type heartbeatCall struct {
 	group string
 	req   *raft.AppendEntriesRequest
+	hint  commitHint
 	resp  *raft.AppendEntriesResponse
-	err   error
-	done  chan struct{}
+	// commit is the follower's commit index, from its answer.
+	commit uint64
+	err    error
+	done   chan struct{}
 }
 
 func newHeartbeats(m *Mux) *heartbeats {
@@ -95,28 +98,28 @@ func (h *heartbeats) doneHandling(group string) {
 // one, or whose handler did not finish in time.
 const errBusy = "follower busy: answer not ready"
 
-// call sends the heartbeat req of group to the node at addr, with the
-// heartbeats of other groups to that node, and fills resp with the
-// follower's answer. The answer comes from a request sent after call
-// started.
-func (h *heartbeats) call(addr, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	c := &heartbeatCall{group: group, req: req, resp: resp, done: make(chan struct{})}
+// call sends the heartbeat req of group, with hint, to the node at addr,
+// with the heartbeats of other groups to that node, fills resp with the
+// follower's answer and returns the follower's commit index. The answer
+// comes from a request sent after call started.
+func (h *heartbeats) call(addr, group string, req *raft.AppendEntriesRequest, hint commitHint, resp *raft.AppendEntriesResponse) (uint64, error) {
+	c := &heartbeatCall{group: group, req: req, hint: hint, resp: resp, done: make(chan struct{})}
 	for {
 		s, err := h.sender(addr)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		// A sender that retired for idleness is out of the table: the
 		// next lookup starts a new one.
 		if err := s.enqueue(c); !errors.Is(err, errSenderRetired) {
 			if err != nil {
-				return err
+				return 0, err
 			}
 			break
 		}
 	}
 	<-c.done
-	return c.err
+	return c.commit, c.err
 }
 
 // errSenderRetired: the sender stopped for lack of heartbeats to send.
@@ -268,7 +271,7 @@ func batchLen(calls []*heartbeatCall) int {
 	size := 0
 	for i, c := range calls {
 		// NB: an upper bound of the encoding: 10 bytes per varint.
-		size += 60 + len(c.group) + len(c.req.ID) + len(c.req.Addr) + len(c.req.Leader)
+		size += 90 + len(c.group) + len(c.req.ID) + len(c.req.Addr) + len(c.req.Leader)
 		if i == maxHeartbeatBatch || size > maxHeartbeatFrame/2 {
 			return max(i, 1)
 		}
@@ -301,7 +304,7 @@ func (s *heartbeatSender) exchange(batch []*heartbeatCall) {
 		if r := results[i]; r.err != "" {
 			c.err = fmt.Errorf("weir/peer: heartbeat to %s for group %q: %s", s.addr, c.group, r.err)
 		} else {
-			*c.resp = r.resp
+			*c.resp, c.commit = r.resp, r.commit
 		}
 		close(c.done)
 	}
@@ -389,7 +392,7 @@ func (h *heartbeats) deliver(entries []heartbeatEntry) []heartbeatResult {
 		case handlers[i].onTheSpot != nil:
 			if r, ok := handleHeartbeatOnTheSpot(handlers[i].onTheSpot, &entries[i].req); ok {
 				h.doneHandling(entries[i].group)
-				results[i], answered[i] = r, true
+				results[i], answered[i] = handlers[i].owner.afterHeartbeat(&entries[i], r), true
 				handlers[i] = nil
 				continue
 			}
@@ -417,7 +420,7 @@ func (h *heartbeats) deliver(entries []heartbeatEntry) []heartbeatResult {
 		// NB: a Mux goroutine, which Close waits for: a late handler
 		// outlives the response it missed.
 		started := h.m.goFunc(func() {
-			r := handleHeartbeat(hh.fn, &entries[i].req)
+			r := hh.owner.afterHeartbeat(&entries[i], handleHeartbeat(hh.fn, &entries[i].req))
 			h.doneHandling(entries[i].group)
 			answer(i, r)
 		})

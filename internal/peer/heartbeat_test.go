@@ -219,7 +219,7 @@ func TestSlowHeartbeatHandlerAnswersBusy(t *testing.T) {
 	b.hb.setHandler("fast", owner, fast, func(rpc raft.RPC) bool { fast(rpc); return true })
 	call := func(group string) (*raft.AppendEntriesResponse, error) {
 		resp := &raft.AppendEntriesResponse{}
-		err := a.hb.call(b.Addr().String(), group, &raft.AppendEntriesRequest{Term: 4, Leader: []byte("x")}, resp)
+		_, err := a.hb.call(b.Addr().String(), group, &raft.AppendEntriesRequest{Term: 4, Leader: []byte("x")}, commitHint{}, resp)
 		return resp, err
 	}
 	for round := range 2 {
@@ -248,6 +248,11 @@ func TestHeartbeatStreamRejectsBadFrames(t *testing.T) {
 		{0, 0, 0, 2, 0x05, 0x01}, // 5 heartbeats in 1 byte
 		{0, 0, 0, 3, 1, 1, 0},    // a reserved (zero) group id, truncated
 		withTrailingByte(appendHeartbeatRequest(nil, []*heartbeatCall{{group: "g", req: &raft.AppendEntriesRequest{Term: 1}}})),
+		// Commit hints past their entry, or from a later term.
+		appendHeartbeatRequest(nil, []*heartbeatCall{{group: "g", req: &raft.AppendEntriesRequest{Term: 2},
+			hint: commitHint{commit: 5, prevIndex: 4, prevTerm: 2}}}),
+		appendHeartbeatRequest(nil, []*heartbeatCall{{group: "g", req: &raft.AppendEntriesRequest{Term: 2},
+			hint: commitHint{commit: 5, prevIndex: 5, prevTerm: 3}}}),
 	} {
 		st, err := a.dial(heartbeatGroup, b.Addr().String(), time.Second)
 		if err != nil {
@@ -259,8 +264,8 @@ func TestHeartbeatStreamRejectsBadFrames(t *testing.T) {
 		readClosed(t, st)
 	}
 	// b still answers a good request, for a group it does not have.
-	err := a.hb.call(b.Addr().String(), "nobody", &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x")},
-		&raft.AppendEntriesResponse{})
+	_, err := a.hb.call(b.Addr().String(), "nobody", &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x")},
+		commitHint{}, &raft.AppendEntriesResponse{})
 	if err == nil {
 		t.Fatalf("heartbeat for an unknown group: %v, want the follower's error", err)
 	}
@@ -280,6 +285,10 @@ func TestHeartbeatWireRoundTrip(t *testing.T) {
 			RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("1"), Addr: []byte("127.0.0.1:7421")},
 			Term:      7, Leader: []byte("127.0.0.1:7421")}},
 		{group: "__meta", req: &raft.AppendEntriesRequest{Term: 1 << 40}},
+		{group: "orders-4", req: &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ID: []byte("2"), Addr: []byte("127.0.0.1:7421")},
+			Term:      9, Leader: []byte("127.0.0.1:7421")},
+			hint: commitHint{commit: 1 << 33, prevIndex: 1<<33 + 5, prevTerm: 8}},
 	}
 	frame := appendHeartbeatRequest(nil, calls)
 	body, err := readHeartbeatFrame(bytes.NewReader(frame))
@@ -295,13 +304,13 @@ func TestHeartbeatWireRoundTrip(t *testing.T) {
 		if want.ID == nil {
 			want.ID, want.Addr, want.Leader = []byte{}, []byte{}, []byte{}
 		}
-		if e.group != calls[i].group || !reflect.DeepEqual(e.req, want) {
-			t.Errorf("entry %d: %q %+v, want %q %+v", i, e.group, e.req, calls[i].group, want)
+		if e.group != calls[i].group || !reflect.DeepEqual(e.req, want) || e.hint != calls[i].hint {
+			t.Errorf("entry %d: %q %+v %+v, want %q %+v %+v", i, e.group, e.req, e.hint, calls[i].group, want, calls[i].hint)
 		}
 	}
 
 	results := []heartbeatResult{
-		{resp: raft.AppendEntriesResponse{Term: 7, LastLog: 99, Success: true}},
+		{resp: raft.AppendEntriesResponse{Term: 7, LastLog: 99, Success: true}, commit: 97},
 		{resp: raft.AppendEntriesResponse{Term: 8, NoRetryBackoff: true}},
 		{err: "group not open on this node"},
 	}
@@ -342,7 +351,7 @@ func FuzzHeartbeatFrames(f *testing.F) {
 		}
 		calls := make([]*heartbeatCall, len(entries))
 		for i := range entries {
-			calls[i] = &heartbeatCall{group: entries[i].group, req: &entries[i].req}
+			calls[i] = &heartbeatCall{group: entries[i].group, req: &entries[i].req, hint: entries[i].hint}
 		}
 		again, err := decodeHeartbeatRequest(appendHeartbeatRequest(nil, calls)[4:])
 		if err != nil || !reflect.DeepEqual(again, entries) {
@@ -367,7 +376,7 @@ func TestIdleHeartbeatSenderRetires(t *testing.T) {
 	call := func() {
 		t.Helper()
 		resp := &raft.AppendEntriesResponse{}
-		err := a.hb.call(b.Addr().String(), "g", &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x")}, resp)
+		_, err := a.hb.call(b.Addr().String(), "g", &raft.AppendEntriesRequest{Term: 1, Leader: []byte("x")}, commitHint{}, resp)
 		if err != nil || !resp.Success {
 			t.Fatalf("heartbeat: %+v, %v", resp, err)
 		}
@@ -381,5 +390,47 @@ func TestIdleHeartbeatSenderRetires(t *testing.T) {
 	call()
 	if s := sender(); s == nil || s == first {
 		t.Fatalf("sender after retiring: %p, first %p", s, first)
+	}
+}
+
+// With no append after a burst (a CommitTimeout of an hour), followers
+// still learn the commit index, from the commit hints on heartbeats: they
+// apply every entry the leader applied.
+func TestIdleFollowersLearnTheCommitIndex(t *testing.T) {
+	const nodes, groups, entries = 3, 4, 50
+	c := startRaftCluster(t, nodes, groups, Options{}, func(conf *raft.Config) {
+		quickRaft(conf)
+		conf.CommitTimeout = time.Hour
+	})
+	c.waitLeaders(t, 60*time.Second)
+	for _, g := range c.groups {
+		leader := g.leader()
+		if leader == nil {
+			t.Fatalf("group %s lost its leader", g.name)
+		}
+		var last raft.ApplyFuture
+		for i := range entries {
+			last = leader.Apply([]byte(fmt.Sprint(i)), 5*time.Second)
+		}
+		if err := last.Error(); err != nil {
+			t.Fatalf("group %s: apply: %v", g.name, err)
+		}
+	}
+	waitFor(t, 30*time.Second, "every replica to apply every entry", func() bool {
+		for _, g := range c.groups {
+			for _, fsm := range g.fsms {
+				if fsm.applied.Load() != entries {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	var hints uint64
+	for _, m := range c.muxes {
+		hints += m.Stats().CommitHintsApplied
+	}
+	if hints == 0 {
+		t.Error("followers caught up without a commit hint")
 	}
 }

@@ -16,7 +16,8 @@ const (
 	// heartbeatGroup is the reserved group id of the heartbeat stream.
 	// Group ids starting with a zero byte are the Mux's own (validGroupID
 	// refuses them), so no Raft group can take it.
-	heartbeatGroup = "\x00heartbeats/1"
+	// "/2" added commit hints and the follower's commit index.
+	heartbeatGroup = "\x00heartbeats/2"
 	// maxHeartbeatFrame bounds a frame's body, checked before allocating.
 	maxHeartbeatFrame = 4 << 20
 	// maxHeartbeatBatch bounds the heartbeats of one request.
@@ -36,11 +37,12 @@ const (
 var errBadHeartbeatFrame = errors.New("weir/peer: bad heartbeat frame")
 
 // heartbeatResult is a follower's answer to one heartbeat: the fields of
-// raft.AppendEntriesResponse that a heartbeat's sender reads, or why there
-// is none.
+// raft.AppendEntriesResponse that a heartbeat's sender reads, and the
+// follower's commit index, or why there is none.
 type heartbeatResult struct {
-	resp raft.AppendEntriesResponse
-	err  string // non-empty: the follower could not deliver the heartbeat
+	resp   raft.AppendEntriesResponse
+	commit uint64
+	err    string // non-empty: the follower could not deliver the heartbeat
 }
 
 // appendHeartbeatRequest appends the request frame carrying calls to b.
@@ -56,25 +58,31 @@ func appendHeartbeatRequest(b []byte, calls []*heartbeatCall) []byte {
 		b = appendBytes(b, a.ID)
 		b = appendBytes(b, a.Addr)
 		b = appendBytes(b, a.Leader)
+		b = binary.AppendUvarint(b, c.hint.commit)
+		if c.hint.commit > 0 {
+			b = binary.AppendUvarint(b, c.hint.prevIndex)
+			b = binary.AppendUvarint(b, c.hint.prevTerm)
+		}
 	}
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
 	return b
 }
 
-// heartbeatEntry is one decoded heartbeat: its group and Raft request. The
-// request's byte slices point into the frame's body.
+// heartbeatEntry is one decoded heartbeat: its group, Raft request and
+// commit hint. The request's byte slices point into the frame's body.
 type heartbeatEntry struct {
 	group string
 	req   raft.AppendEntriesRequest
+	hint  commitHint
 }
 
 // decodeHeartbeatRequest decodes a request body.
 func decodeHeartbeatRequest(body []byte) ([]heartbeatEntry, error) {
 	d := decoder{b: body, bad: errBadHeartbeatFrame}
 	n := d.uvarint()
-	// NB: every entry takes at least 6 bytes, so a count the body cannot
+	// NB: every entry takes at least 7 bytes, so a count the body cannot
 	// hold is refused before allocating for it.
-	if d.err != nil || n == 0 || n > maxHeartbeatBatch || n > uint64(len(d.b))/6 {
+	if d.err != nil || n == 0 || n > maxHeartbeatBatch || n > uint64(len(d.b))/7 {
 		return nil, fmt.Errorf("%w: %d heartbeats in %d bytes", errBadHeartbeatFrame, n, len(body))
 	}
 	entries := make([]heartbeatEntry, n)
@@ -86,12 +94,20 @@ func decodeHeartbeatRequest(body []byte) ([]heartbeatEntry, error) {
 		e.req.ID = d.bytes()
 		e.req.Addr = d.bytes()
 		e.req.Leader = d.bytes()
+		if e.hint.commit = d.uvarint(); e.hint.commit > 0 {
+			e.hint.prevIndex = d.uvarint()
+			e.hint.prevTerm = d.uvarint()
+		}
 		if d.err != nil {
 			return nil, d.err
 		}
 		if err := validGroupID(string(group)); err != nil || e.req.Term == 0 || version > 1<<16 {
 			return nil, fmt.Errorf("%w: heartbeat %d: group %q, term %d, protocol version %d",
 				errBadHeartbeatFrame, i, group, e.req.Term, version)
+		}
+		if h := e.hint; h.commit > 0 && (h.prevIndex < h.commit || h.prevTerm == 0 || h.prevTerm > e.req.Term) {
+			return nil, fmt.Errorf("%w: heartbeat %d: commit hint %d at entry %d of term %d in term %d",
+				errBadHeartbeatFrame, i, h.commit, h.prevIndex, h.prevTerm, e.req.Term)
 		}
 		e.group = string(group)
 		e.req.ProtocolVersion = raft.ProtocolVersion(version)
@@ -124,6 +140,7 @@ func appendHeartbeatResponse(b []byte, results []heartbeatResult) []byte {
 		b = binary.AppendUvarint(b, r.resp.Term)
 		b = binary.AppendUvarint(b, r.resp.LastLog)
 		b = append(b, flags)
+		b = binary.AppendUvarint(b, r.commit)
 	}
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
 	return b
@@ -146,6 +163,7 @@ func decodeHeartbeatResponse(body []byte, want int) ([]heartbeatResult, error) {
 			flags := d.byte()
 			r.resp.Success = flags&hbFlagSuccess != 0
 			r.resp.NoRetryBackoff = flags&hbFlagNoRetryBackoff != 0
+			r.commit = d.uvarint()
 		case hbStatusError:
 			r.err = string(d.bytes())
 			if r.err == "" && d.err == nil {

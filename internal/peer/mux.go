@@ -47,6 +47,8 @@ type Mux struct {
 	rejected         atomic.Uint64
 	heartbeatBatches atomic.Uint64
 	heartbeatsSent   atomic.Uint64
+	// commitHintsApplied: see Stats.CommitHintsApplied.
+	commitHintsApplied atomic.Uint64
 
 	// mu guards the Mux's tables. It is never held while doing I/O or
 	// while taking a remote's or a layer's lock (lock order: remote.mu,
@@ -84,6 +86,9 @@ type Stats struct {
 	// by other nodes, and HeartbeatsSent the Raft heartbeats they carried.
 	HeartbeatBatches uint64
 	HeartbeatsSent   uint64
+	// CommitHintsApplied counts the commit hints this node's followers
+	// handed to Raft (commithint.go).
+	CommitHintsApplied uint64
 }
 
 // Listen binds addr and serves peer connections on it until Close.
@@ -168,6 +173,8 @@ func (m *Mux) Stats() Stats {
 
 		HeartbeatBatches: m.heartbeatBatches.Load(),
 		HeartbeatsSent:   m.heartbeatsSent.Load(),
+
+		CommitHintsApplied: m.commitHintsApplied.Load(),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -143,6 +143,9 @@ func (p *pipeline) readResponses() {
 		if f.err == nil {
 			f.err = p.read(f)
 		}
+		if f.err == nil {
+			p.t.noteAppend(p.c.target, f.args, f.resp)
+		}
 		close(f.done)
 		<-p.slots
 		select {

@@ -84,6 +84,7 @@ func NewTransport(m *Mux, group string, cfg TransportConfig) (*Transport, error)
 	}
 	t.mu.pool = make(map[raft.ServerAddress][]*rpcConn)
 	t.mu.pipelines = make(map[*pipeline]struct{})
+	t.mu.followers = make(map[raft.ServerAddress]followerLog)
 	l, err := m.register(group, t.serve, t.sweep)
 	if err != nil {
 		return nil, err
@@ -131,18 +132,23 @@ type Transport struct {
 	consumeCh   chan raft.RPC
 	shutdownCh  chan struct{}
 	heartbeatFn atomic.Pointer[func(raft.RPC)]
+	// hinting is set while a commit hint waits for Raft (commithint.go).
+	hinting atomic.Bool
 
 	// wg counts the goroutines serving accepted streams; Close waits.
 	wg sync.WaitGroup
 
-	// mu guards the pool and the open pipelines. No I/O under it but
-	// non-blocking closes of yamux streams.
+	// mu guards the pool, the open pipelines and what the followers
+	// acknowledged. No I/O under it but non-blocking closes of yamux
+	// streams.
 	mu struct {
 		sync.Mutex
 		closed bool
 		// pool holds idle streams by target, the most recently used last.
 		pool      map[raft.ServerAddress][]*rpcConn
 		pipelines map[*pipeline]struct{}
+		// followers: see commithint.go.
+		followers map[raft.ServerAddress]followerLog
 	}
 }
 
@@ -289,14 +295,28 @@ const appendRetryMin = 10 * time.Millisecond
 
 // AppendEntries implements raft.Transport. A heartbeat goes coalesced with
 // the node's other heartbeats to target, once (Raft retries heartbeats
-// itself, with a capped backoff); an append that fails is retried until it
-// succeeds or the bound node no longer replicates to id in the append's
-// term. The same request is sent again: it is idempotent for the follower,
-// and its entries are still in the leader's log.
+// itself, with a capped backoff), with a commit hint if the follower needs
+// one (commithint.go); an append that fails is retried until it succeeds
+// or the bound node no longer replicates to id in the append's term. The
+// same request is sent again: it is idempotent for the follower, and its
+// entries are still in the leader's log.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if isHeartbeat(args) {
-		return t.mux.hb.call(string(target), t.group, args, resp)
+		commit, err := t.mux.hb.call(string(target), t.group, args, t.commitHint(target, args.Term), resp)
+		if err == nil && resp.Success {
+			t.noteCommit(target, args.Term, commit)
+		}
+		return err
 	}
+	err := t.appendEntries(id, target, args, resp)
+	if err == nil {
+		t.noteAppend(target, args, resp)
+	}
+	return err
+}
+
+// appendEntries sends an append, retrying as AppendEntries says.
+func (t *Transport) appendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.call(target, args, resp)
 	r := t.raft.Load()
 	if err == nil || r == nil || errors.Is(err, errEntryTooLarge) {
