@@ -191,7 +191,8 @@ func Open(cfg Config) (*Broker, error) {
 	if b.raftState, err = stablestore.OpenShared(filepath.Join(cfg.DataDir, "partitions-raft.journal"), filepath.Join(cfg.DataDir, "partitions-raft.db")); err != nil {
 		return nil, fmt.Errorf("weir/broker: %w", err)
 	}
-	b.mux, err = peer.Listen(cfg.PeerListen, peer.Options{Advertise: cfg.AdvertisedPeerAddr, Logger: b.logger.With("component", "peer")})
+	b.mux, err = peer.Listen(cfg.PeerListen, peer.Options{Advertise: cfg.AdvertisedPeerAddr, Logger: b.logger.With("component", "peer"),
+		OnPeerLost: b.peerLost})
 	if err != nil {
 		b.raftState.Close()
 		return nil, fmt.Errorf("weir/broker: peer listener: %w", err)

@@ -132,42 +132,18 @@ func (t *Transport) afterHeartbeat(e *heartbeatEntry, r heartbeatResult) heartbe
 const commitHintWait = time.Second
 
 // applyCommitHint hands Raft's main loop the empty append that hint, on the
-// heartbeat hb, stands for, in a goroutine of the transport; it returns at
-// once. A group has one hint in Raft's hands at a time: one arriving
-// meanwhile is dropped.
+// heartbeat hb, stands for; it returns at once. A group has one hint in
+// Raft's hands at a time: one arriving meanwhile is dropped.
 func (t *Transport) applyCommitHint(hb *raft.AppendEntriesRequest, hint commitHint) {
 	if !t.hinting.CompareAndSwap(false, true) {
 		return
 	}
-	t.mu.Lock()
-	if t.mu.closed {
-		t.mu.Unlock()
-		t.hinting.Store(false)
-		return
-	}
-	t.wg.Add(1)
-	t.mu.Unlock()
 	// NB: hb's byte slices point into its frame's body, which nothing
 	// reuses.
 	req := &raft.AppendEntriesRequest{RPCHeader: hb.RPCHeader, Term: hb.Term, Leader: hb.Leader,
 		PrevLogEntry: hint.prevIndex, PrevLogTerm: hint.prevTerm, LeaderCommitIndex: hint.commit}
-	go func() {
-		defer t.wg.Done()
-		defer t.hinting.Store(false)
-		timer := time.NewTimer(commitHintWait)
-		defer timer.Stop()
-		answer := make(chan raft.RPCResponse, 1)
-		select {
-		case t.consumeCh <- raft.RPC{Command: req, RespChan: answer}:
-			t.mux.commitHintsApplied.Add(1)
-		case <-timer.C:
-			return
-		case <-t.shutdownCh:
-			return
-		}
-		select {
-		case <-answer:
-		case <-t.shutdownCh:
-		}
-	}()
+	taken := func() { t.mux.commitHintsApplied.Add(1) }
+	if !t.handToRaft(req, commitHintWait, taken, func() { t.hinting.Store(false) }) {
+		t.hinting.Store(false)
+	}
 }

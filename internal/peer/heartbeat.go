@@ -336,9 +336,17 @@ func finish(batch []*heartbeatCall, err error) {
 
 // serve answers the heartbeat requests of one stream until it fails or the
 // Mux closes: each heartbeat goes to its group's Raft heartbeat handler.
+// If the stream's session closes, Options.OnPeerLost hears of the leader
+// whose heartbeats it carried.
 func (h *heartbeats) serve(st *yamux.Stream) {
 	defer abortStream(st)
 	var out []byte
+	var from []byte // the advertised address of the node heartbeating
+	defer func() {
+		if fn := h.m.opts.OnPeerLost; fn != nil && len(from) > 0 && st.Session().IsClosed() && h.m.ctx.Err() == nil {
+			fn(string(from))
+		}
+	}()
 	for {
 		// NB: no read deadline: a stream waits while its sender has no
 		// leader to heartbeat for; yamux's keepalives close dead sessions.
@@ -347,6 +355,9 @@ func (h *heartbeats) serve(st *yamux.Stream) {
 		if err == nil {
 			var entries []heartbeatEntry
 			if entries, err = decodeHeartbeatRequest(body); err == nil {
+				if from = entries[0].req.Addr; len(from) == 0 {
+					from = entries[0].req.Leader
+				}
 				out = appendHeartbeatResponse(out[:0], h.deliver(entries))
 				st.SetWriteDeadline(time.Now().Add(h.m.opts.HeartbeatTimeout))
 				_, err = st.Write(out)

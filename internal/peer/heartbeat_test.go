@@ -434,3 +434,56 @@ func TestIdleFollowersLearnTheCommitIndex(t *testing.T) {
 		t.Error("followers caught up without a commit hint")
 	}
 }
+
+// When a leader's node dies, its followers' nodes hear of it (OnPeerLost,
+// the session carrying its heartbeats closed), and one follower that stands
+// for election at once (StandForElection) is leader long before the
+// groups' heartbeat timeout of 5 s could have run out.
+func TestLostLeaderIsReplacedAtOnce(t *testing.T) {
+	const timeout = 5 * time.Second
+	lost := make(chan string, 16)
+	opts := Options{OnPeerLost: func(addr string) {
+		select {
+		case lost <- addr:
+		default: // the other nodes closing at the end
+		}
+	}}
+	c := startRaftCluster(t, 3, 1, opts, func(conf *raft.Config) {
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = timeout, timeout, timeout/2
+	})
+	c.waitLeaders(t, 60*time.Second)
+	g := c.groups[0]
+	old := -1
+	for i, r := range g.rafts {
+		if r.State() == raft.Leader {
+			old = i
+		}
+	}
+	oldAddr := c.muxes[old].Addr().String()
+	// Heartbeats flow to both followers before the leader dies.
+	verifyAll(t, c)
+	g.rafts[old].Shutdown().Error()
+	c.muxes[old].Close()
+	died := time.Now()
+	select {
+	case addr := <-lost:
+		if addr != oldAddr {
+			t.Fatalf("lost %s, want %s", addr, oldAddr)
+		}
+	case <-time.After(timeout):
+		t.Fatal("no node heard of the lost leader")
+	}
+	successor := (old + 1) % 3
+	if !g.trans[successor].StandForElection() {
+		t.Fatal("StandForElection on a follower refused")
+	}
+	waitFor(t, 30*time.Second, "a new leader", func() bool { return g.rafts[successor].State() == raft.Leader })
+	if took := time.Since(died); took >= timeout {
+		t.Fatalf("new leader %v after the old one died: no sooner than the heartbeat timeout", took)
+	} else {
+		t.Logf("new leader %v after the old one died", took)
+	}
+	if g.trans[successor].StandForElection() {
+		t.Error("StandForElection on the leader accepted")
+	}
+}

@@ -80,6 +80,12 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout: see DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
+	// OnPeerLost, if set, is called with a node's advertised address when
+	// the session that carried its heartbeats to this node closes (the
+	// node died, or the connection broke): Raft groups that it leads can
+	// elect a new leader without waiting out their heartbeat timeout. It
+	// must not block.
+	OnPeerLost func(addr string)
 
 	// idleSweepInterval is how often transports look for idle pooled
 	// streams to close (defaultIdleSweepInterval; tests set it shorter).

@@ -55,6 +55,7 @@ type raftGroup struct {
 	name  string
 	rafts []*raft.Raft // by node
 	fsms  []*countFSM
+	trans []*Transport
 }
 
 // startRaftCluster starts the cluster; tune adjusts each Raft config. Its
@@ -103,6 +104,7 @@ func startRaftCluster(t testing.TB, nodes, groups int, opts Options, tune func(*
 				t.Fatal(err)
 			}
 			transports = append(transports, trans)
+			g.trans = append(g.trans, trans)
 			conf := raft.DefaultConfig()
 			conf.LocalID = servers[ni].ID
 			conf.Logger = hclog.NewNullLogger()
