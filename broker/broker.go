@@ -69,8 +69,8 @@ type Config struct {
 	BackpressureRetry time.Duration
 
 	// Raft timing for the metadata group and the partitions (see
-	// partition.Config). Defaults: heartbeat 300ms, election 5/3 of the
-	// heartbeat timeout (500ms), lease equal to it (300ms), the most Raft
+	// partition.Config). Defaults: heartbeat 450ms, election 5/3 of the
+	// heartbeat timeout (750ms), lease equal to it (450ms), the most Raft
 	// allows (docs/cluster.md, "Failover, measured").
 	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLeaseTimeout time.Duration
 	// RetentionInterval is how often partitions apply retention. Default 10s.
@@ -113,7 +113,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.ReadTimeout, 30*time.Second)
 	setDur(&c.BackpressureRetry, 100*time.Millisecond)
 	setDur(&c.RetentionInterval, 10*time.Second)
-	setDur(&c.RaftHeartbeatTimeout, 300*time.Millisecond)
+	setDur(&c.RaftHeartbeatTimeout, 450*time.Millisecond)
 	setDur(&c.RaftElectionTimeout, c.RaftHeartbeatTimeout*5/3)
 	setDur(&c.RaftLeaderLeaseTimeout, c.RaftHeartbeatTimeout)
 	if c.MaxRequestBytes <= 0 {

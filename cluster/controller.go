@@ -64,13 +64,13 @@ func OpenController(cfg ControllerConfig) (*Controller, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.HeartbeatTimeout == 0 {
-		cfg.HeartbeatTimeout = 300 * time.Millisecond
+		cfg.HeartbeatTimeout = 450 * time.Millisecond
 	}
 	if cfg.ElectionTimeout == 0 {
-		cfg.ElectionTimeout = 500 * time.Millisecond
+		cfg.ElectionTimeout = 750 * time.Millisecond
 	}
 	if cfg.LeaderLeaseTimeout == 0 {
-		cfg.LeaderLeaseTimeout = 300 * time.Millisecond
+		cfg.LeaderLeaseTimeout = 450 * time.Millisecond
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("weir/cluster: %w", err)

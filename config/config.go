@@ -101,9 +101,10 @@ type RaftConfig struct {
 	// HeartbeatTimeout is how long a follower goes without hearing from
 	// its leader before it stands for election. Leaders heartbeat three
 	// to six times within it; the election timeout is 5/3 of it and the
-	// leader lease equal to it. It sets the failover time (a dead leader
-	// is replaced after about one to three of it) and the idle cost of
-	// every replica (docs/cluster.md, "1,000 replicas per node").
+	// leader lease equal to it. It sets the failover time from a frozen
+	// or cut-off leader (replaced after about one to three of it; a
+	// crashed one is replaced at once) and the idle cost of every replica
+	// (docs/cluster.md, "1,000 replicas per node"). Default 450ms.
 	HeartbeatTimeout time.Duration `mapstructure:"heartbeat-timeout"`
 }
 
@@ -176,7 +177,7 @@ func Default() Config {
 			MinSessionTimeout: time.Second,
 			MaxSessionTimeout: 5 * time.Minute,
 		},
-		Raft: RaftConfig{HeartbeatTimeout: 300 * time.Millisecond},
+		Raft: RaftConfig{HeartbeatTimeout: 450 * time.Millisecond},
 	}
 }
 

@@ -35,7 +35,7 @@ type Config struct {
 	// Raft timing. HeartbeatTimeout is how long a follower goes without
 	// hearing from its leader before it stands for election; the leader
 	// heartbeats every sixth to third of it (internal/raftrole). Defaults:
-	// heartbeat 300ms, election 500ms, leader lease 300ms, commit 10s. A
+	// heartbeat 450ms, election 750ms, leader lease 450ms, commit 10s. A
 	// single voter elects itself after one heartbeat timeout, so that is
 	// how long a new single-node partition takes to be ready.
 	//
@@ -98,9 +98,9 @@ func (c Config) withDefaults() (Config, error) {
 			*d = v
 		}
 	}
-	def(&c.HeartbeatTimeout, 300*time.Millisecond)
-	def(&c.ElectionTimeout, 500*time.Millisecond)
-	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
+	def(&c.HeartbeatTimeout, 450*time.Millisecond)
+	def(&c.ElectionTimeout, 750*time.Millisecond)
+	def(&c.LeaderLeaseTimeout, 450*time.Millisecond)
 	def(&c.CommitTimeout, 10*time.Second)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.RetentionInterval, time.Minute)

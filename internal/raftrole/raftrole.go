@@ -8,7 +8,7 @@
 // sets how soon a dead leader is replaced, the second what an idle group
 // costs; with one value, fast failover costs heartbeats, and a node hosts
 // a thousand groups. Apply gives a leader a timeout 5/3 of its followers':
-// with 300 ms, followers notice a dead leader after 0.3-0.9 s while
+// with 300 ms, followers notice a silent leader after 0.3-0.9 s while
 // leaders heartbeat every 50-100 ms, as often as with a single 500 ms
 // timeout, which took 0.5-1.5 s to notice. A follower still hears from its
 // leader at least three times within its timeout.
