@@ -64,8 +64,8 @@ func (t *Transport) noteAppend(target raft.ServerAddress, req *raft.AppendEntrie
 	if f.term != req.Term {
 		f = followerLog{term: req.Term}
 	}
-	// NB: appends of one term never make a follower drop entries of that
-	// term: an older append answered late still leaves the newer ones.
+	// NB: an older append answered late leaves the newer entries: within a
+	// term a follower drops entries only by losing them (noteCommit).
 	if index >= f.index {
 		f.index, f.entryTerm = index, term
 	}
@@ -75,40 +75,58 @@ func (t *Transport) noteAppend(target raft.ServerAddress, req *raft.AppendEntrie
 }
 
 // commitHint returns the hint for the heartbeat of term to target, if it
-// needs one.
-func (t *Transport) commitHint(target raft.ServerAddress, term uint64) commitHint {
+// needs one, and the last entry the follower is known to hold before the
+// heartbeat goes (see noteCommit).
+func (t *Transport) commitHint(target raft.ServerAddress, term uint64) (commitHint, uint64) {
 	r := t.raft.Load()
 	if r == nil {
-		return commitHint{}
+		return commitHint{}, 0
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f, ok := t.mu.followers[target]
 	if !ok || f.term != term {
-		return commitHint{}
+		return commitHint{}, 0
 	}
 	if f.appended {
 		// Appends are flowing: the next one carries the commit index.
 		f.appended = false
 		t.mu.followers[target] = f
-		return commitHint{}
+		return commitHint{}, f.index
 	}
 	commit := min(r.CommitIndex(), f.index)
-	if commit <= f.commit {
-		return commitHint{}
+	// NB: checked after reading the commit index. A node that led in term
+	// and then followed a later leader may know a commit index covering
+	// that leader's entries, which can differ from this term's entries at
+	// the same indexes: Raft may still send a heartbeat of the old term.
+	if commit <= f.commit || r.State() != raft.Leader || r.CurrentTerm() != term {
+		return commitHint{}, f.index
 	}
-	return commitHint{commit: commit, prevIndex: f.index, prevTerm: f.entryTerm}
+	return commitHint{commit: commit, prevIndex: f.index, prevTerm: f.entryTerm}, f.index
 }
 
-// noteCommit records the commit index a follower reported in its answer to
-// a heartbeat of term.
-func (t *Transport) noteCommit(target raft.ServerAddress, term, commit uint64) {
+// noteCommit records the commit index and last log index a follower
+// reported in its answer to a heartbeat of term, sent when it was known to
+// hold the entry at known. Its latest report wins: a follower that
+// restarted knows less than before. A follower whose log is shorter than
+// what it had acknowledged before the heartbeat went (it lost its data, or
+// unsynced entries in a crash) gets no hints until an append succeeds
+// again: Raft would refuse each one. (An append acknowledged after the
+// heartbeat went may have reached the follower after the heartbeat: its
+// entries do not count.)
+func (t *Transport) noteCommit(target raft.ServerAddress, term, commit, lastLog, known uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if f, ok := t.mu.followers[target]; ok && f.term == term {
-		f.commit = max(f.commit, min(commit, f.index))
-		t.mu.followers[target] = f
+	f, ok := t.mu.followers[target]
+	if !ok || f.term != term {
+		return
 	}
+	if lastLog < known {
+		delete(t.mu.followers, target)
+		return
+	}
+	f.commit = min(commit, f.index)
+	t.mu.followers[target] = f
 }
 
 // afterHeartbeat completes r, the answer to the heartbeat e: if the node

@@ -7,8 +7,9 @@ import (
 )
 
 // standWait bounds how long StandForElection's request waits for Raft's
-// main loop.
-const standWait = time.Second
+// main loop. Short: Raft takes a TimeoutNow in any state, so one taken
+// late could depose a leader elected meanwhile.
+const standWait = 100 * time.Millisecond
 
 // StandForElection makes the bound Raft node, a follower, stand for
 // election now: it hands Raft the TimeoutNow that a leader transferring

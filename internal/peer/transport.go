@@ -302,9 +302,10 @@ const appendRetryMin = 10 * time.Millisecond
 // entries are still in the leader's log.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if isHeartbeat(args) {
-		commit, err := t.mux.hb.call(string(target), t.group, args, t.commitHint(target, args.Term), resp)
+		hint, known := t.commitHint(target, args.Term)
+		commit, err := t.mux.hb.call(string(target), t.group, args, hint, resp)
 		if err == nil && resp.Success {
-			t.noteCommit(target, args.Term, commit)
+			t.noteCommit(target, args.Term, commit, resp.LastLog, known)
 		}
 		return err
 	}
