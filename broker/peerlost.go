@@ -31,25 +31,30 @@ func (b *Broker) peerLost(addr string) {
 }
 
 // standForElection makes r, at address self, stand for election if it
-// follows the leader at lost and is its successor: the first voter of the
-// group's configuration other than that leader. One follower per group
-// stands: two at once would split the vote. If the successor's log is
-// behind, the other voters refuse it, and the group elects a leader when
-// its timeouts run out, as without this. It reports whether r stood.
+// follows the leader at lost and is its successor. It reports whether r
+// stood.
 func standForElection(r *raft.Raft, trans raft.Transport, lost, self raft.ServerAddress) bool {
 	if leader, _ := r.LeaderWithID(); leader != lost || r.State() != raft.Follower {
 		return false
 	}
 	f := r.GetConfiguration()
-	if f.Error() != nil {
+	if f.Error() != nil || successor(f.Configuration().Servers, lost) != self {
 		return false
 	}
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage != raft.Voter || s.Address == lost {
-			continue
+	st, ok := trans.(interface{ StandForElection() bool })
+	return ok && st.StandForElection()
+}
+
+// successor is the replica that stands for election when the leader at
+// lost is gone: the first voter of the group's configuration other than
+// it. One per group, the same on every node: two standing at once would
+// split the vote. If its log is behind, the other voters refuse it, and
+// the group elects a leader when its timeouts run out, as without this.
+func successor(servers []raft.Server, lost raft.ServerAddress) raft.ServerAddress {
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter && s.Address != lost {
+			return s.Address
 		}
-		st, ok := trans.(interface{ StandForElection() bool })
-		return s.Address == self && ok && st.StandForElection()
 	}
-	return false
+	return ""
 }
