@@ -334,6 +334,10 @@ func finish(batch []*heartbeatCall, err error) {
 	}
 }
 
+// sessionCloseWait is how long a heartbeat stream that ended waits for its
+// session to close, to tell a lost node from a stream closed alone.
+const sessionCloseWait = time.Second
+
 // serve answers the heartbeat requests of one stream until it fails or the
 // Mux closes: each heartbeat goes to its group's Raft heartbeat handler.
 // If the stream's session closes, Options.OnPeerLost hears of the leader
@@ -343,8 +347,22 @@ func (h *heartbeats) serve(st *yamux.Stream) {
 	var out []byte
 	var from []byte // the advertised address of the node heartbeating
 	defer func() {
-		if fn := h.m.opts.OnPeerLost; fn != nil && len(from) > 0 && st.Session().IsClosed() && h.m.ctx.Err() == nil {
-			fn(string(from))
+		fn := h.m.opts.OnPeerLost
+		if fn == nil || len(from) == 0 {
+			return
+		}
+		// NB: a node that shuts down resets its streams before it closes
+		// its sessions; a stream reset alone (its sender retired) is no
+		// loss.
+		wait := time.NewTimer(sessionCloseWait)
+		defer wait.Stop()
+		select {
+		case <-st.Session().CloseChan():
+			if h.m.ctx.Err() == nil {
+				fn(string(from))
+			}
+		case <-wait.C:
+		case <-h.m.ctx.Done():
 		}
 	}()
 	for {

@@ -465,6 +465,12 @@ func TestLostLeaderIsReplacedAtOnce(t *testing.T) {
 	}
 	oldAddr := c.muxes[old].Addr().String()
 	verifyAll(t, c) // heartbeats flow to both followers
+	// The successor's log must be as long as the other follower's, or the
+	// other refuses its vote (on a busy machine an append can lag).
+	waitFor(t, 30*time.Second, "both followers to hold the leader's log", func() bool {
+		last := g.rafts[old].LastIndex()
+		return g.rafts[successor].LastIndex() == last && g.rafts[other].LastIndex() == last
+	})
 	g.rafts[old].Shutdown().Error()
 	c.muxes[old].Close()
 	select {
