@@ -312,14 +312,6 @@ func (b *Broker) promoteCaughtUp(r *replica, t *cluster.Topic, meta *cluster.Met
 			if err := rn.AddVoter(s.ID, s.Address, 0, membershipTimeout).Error(); err != nil {
 				b.logger.Warn("promote replica", "partition", r.key, "node", id, "err", err)
 			}
-		} else {
-			// Not caught up: an entry (a barrier) wakes Raft's replication
-			// to it. hashicorp/raft retries a follower whose pipelined
-			// append was refused (its log is shorter than the leader
-			// believed) only at the next entry or after CommitTimeout,
-			// 10 s: an idle partition would leave it behind that long.
-			// NB: not waiting for the barrier; Raft answers it.
-			rn.Barrier(membershipTimeout)
 		}
 		return true
 	}

@@ -274,6 +274,11 @@ func TestLostReplicaIsDemotedUntilCaughtUp(t *testing.T) {
 func testLostReplica(t *testing.T, wipeDataDir bool) {
 	var logs syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the brokers' logs:\n%s", logs.String())
+		}
+	})
 	brokers := make([]*Broker, 3)
 	addrs := make([]string, 3)
 	for i := range brokers {

@@ -113,20 +113,21 @@ func (t *Transport) commitHint(target raft.ServerAddress, term uint64) (commitHi
 // unsynced entries in a crash) gets no hints until an append succeeds
 // again: Raft would refuse each one. (An append acknowledged after the
 // heartbeat went may have reached the follower after the heartbeat: its
-// entries do not count.)
-func (t *Transport) noteCommit(target raft.ServerAddress, term, commit, lastLog, known uint64) {
+// entries do not count.) It reports whether the follower lost entries.
+func (t *Transport) noteCommit(target raft.ServerAddress, term, commit, lastLog, known uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f, ok := t.mu.followers[target]
 	if !ok || f.term != term {
-		return
+		return false
 	}
 	if lastLog < known {
 		delete(t.mu.followers, target)
-		return
+		return true
 	}
 	f.commit = min(commit, f.index)
 	t.mu.followers[target] = f
+	return false
 }
 
 // afterHeartbeat completes r, the answer to the heartbeat e: if the node

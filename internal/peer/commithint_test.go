@@ -28,19 +28,27 @@ func TestFollowerLogBookkeeping(t *testing.T) {
 	check(followerLog{term: 3, index: 11, entryTerm: 3, commit: 9, appended: true}, true)
 	// Refused appends and answers of another term teach nothing.
 	tr.noteAppend("f", &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 20, PrevLogTerm: 3}, &raft.AppendEntriesResponse{Term: 3})
-	tr.noteCommit("f", 2, 11, 11, 11)
+	if tr.noteCommit("f", 2, 11, 11, 11) {
+		t.Fatal("an answer of another term counted")
+	}
 	check(followerLog{term: 3, index: 11, entryTerm: 3, commit: 9, appended: true}, true)
 	// A heartbeat answer: the follower's commit index, never past what it
 	// is known to hold.
-	tr.noteCommit("f", 3, 12, 11, 11)
+	if tr.noteCommit("f", 3, 12, 11, 11) {
+		t.Fatal("a follower holding its entries counted as losing them")
+	}
 	check(followerLog{term: 3, index: 11, entryTerm: 3, commit: 11, appended: true}, true)
 	// A heartbeat sent before entry 11 was acknowledged may be answered
 	// before the follower took it.
-	tr.noteCommit("f", 3, 9, 10, 10)
+	if tr.noteCommit("f", 3, 9, 10, 10) {
+		t.Fatal("an answer that may predate the append counted as a loss")
+	}
 	check(followerLog{term: 3, index: 11, entryTerm: 3, commit: 9, appended: true}, true)
 	// One sent after, answered with a shorter log: the follower lost
 	// entries, and gets no hints until its next append.
-	tr.noteCommit("f", 3, 9, 10, 11)
+	if !tr.noteCommit("f", 3, 9, 10, 11) {
+		t.Fatal("a shorter log than acknowledged not reported")
+	}
 	check(followerLog{}, false)
 	// A new term starts afresh.
 	tr.noteAppend("f", &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 11, PrevLogTerm: 3}, ok)

@@ -116,6 +116,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if err := p.c.send(args, p.t.cfg.MaxFrameBytes); err != nil {
 		p.fail(err) // fails the reader's read of earlier answers too
 		<-p.slots
+		p.t.nudgeReplication()
 		return nil, err
 	}
 	p.inflight <- f
@@ -143,8 +144,11 @@ func (p *pipeline) readResponses() {
 		if f.err == nil {
 			f.err = p.read(f)
 		}
-		if f.err == nil {
+		switch {
+		case f.err == nil && f.resp.Success:
 			p.t.noteAppend(p.c.target, f.args, f.resp)
+		case f.err != nil || f.resp.Term == f.args.Term:
+			p.t.nudgeReplication()
 		}
 		close(f.done)
 		<-p.slots
@@ -257,3 +261,36 @@ func (f *appendFuture) Request() *raft.AppendEntriesRequest { return f.args }
 
 // Response implements raft.AppendFuture.
 func (f *appendFuture) Response() *raft.AppendEntriesResponse { return f.resp }
+
+// nudgeWait bounds how long a nudge waits for Raft's main loop to take its
+// barrier.
+const nudgeWait = time.Second
+
+// nudgeReplication appends a barrier to the bound Raft's log, in the
+// background. It is called when a follower's pipeline ends (a failed
+// stream, or an append refused because the follower's log is shorter than
+// the leader believed) and when a follower's heartbeat answer shows it
+// lost entries it had acknowledged (noteCommit). hashicorp/raft retries
+// such a follower only at the leader's next entry or after CommitTimeout
+// (10 s for partitions, random up to twice that): on an idle partition a
+// follower that came back empty stayed empty that long. The barrier is
+// that next entry. One nudge at a time per group.
+func (t *Transport) nudgeReplication() {
+	r := t.raft.Load()
+	if r == nil || r.State() != raft.Leader || !t.nudging.CompareAndSwap(false, true) {
+		return
+	}
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		t.nudging.Store(false)
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		defer t.nudging.Store(false)
+		r.Barrier(nudgeWait) // NB: not waiting for it; Raft answers it
+	}()
+}

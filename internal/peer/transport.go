@@ -132,8 +132,9 @@ type Transport struct {
 	consumeCh   chan raft.RPC
 	shutdownCh  chan struct{}
 	heartbeatFn atomic.Pointer[func(raft.RPC)]
-	// hinting is set while a commit hint waits for Raft (commithint.go).
-	hinting atomic.Bool
+	// hinting is set while a commit hint waits for Raft (commithint.go),
+	// nudging while a barrier does (nudgeReplication).
+	hinting, nudging atomic.Bool
 
 	// wg counts the goroutines serving accepted streams; Close waits.
 	wg sync.WaitGroup
@@ -304,8 +305,8 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	if isHeartbeat(args) {
 		hint, known := t.commitHint(target, args.Term)
 		commit, err := t.mux.hb.call(string(target), t.group, args, hint, resp)
-		if err == nil && resp.Success {
-			t.noteCommit(target, args.Term, commit, resp.LastLog, known)
+		if err == nil && resp.Success && t.noteCommit(target, args.Term, commit, resp.LastLog, known) {
+			t.nudgeReplication() // it must be caught up again
 		}
 		return err
 	}
